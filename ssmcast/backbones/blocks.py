@@ -1,0 +1,112 @@
+"""The residual block and stack shared by every backbone.
+
+A *mixer* is any ``nn.Module`` with
+
+* ``forward(x)``: ``(B, L, H) -> (B, L, H)``, causal, the parallel (training) mode;
+* ``initial_state(batch_size)``: the recurrent state before any input (a tensor, or a tuple/list/dict of
+  tensors, on the mixer's device);
+* ``step(x_t, state) -> (y_t, state)``: ``(B, H) -> (B, H)``, the recurrent mode, so that unrolling
+  ``step`` over a sequence reproduces ``forward``.
+
+``ResidualBlock`` wraps a mixer as ``x + dropout(mixer(norm(x)))`` (pre-norm, as in S4, Mamba and
+nanoGPT), optionally followed by a second residual MLP sub-layer. ``SequenceStack`` chains blocks and
+ends with a norm. Both keep the mixer interface, so a stack is itself a mixer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def make_norm(kind: str, d_model: int) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(d_model)
+    if kind == "rms":
+        return nn.RMSNorm(d_model)
+    if kind in ("none", None):
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: expected 'layer', 'rms' or 'none'")
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward sub-layer (GELU), stateless."""
+
+    def __init__(self, d_model: int, expand: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, expand * d_model)
+        self.fc2 = nn.Linear(expand * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(nn.functional.gelu(self.fc1(x))))
+
+
+class ResidualBlock(nn.Module):
+    """``x + dropout(mixer(norm(x)))``, then optionally ``x + dropout(mlp(norm2(x)))``."""
+
+    def __init__(
+        self,
+        mixer: nn.Module,
+        d_model: int,
+        norm: str = "layer",
+        dropout: float = 0.0,
+        mlp: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.mixer = mixer
+        self.norm = make_norm(norm, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = mlp
+        self.norm2 = make_norm(norm, d_model) if mlp is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.mixer(self.norm(x)))  # (B, L, H)
+        if self.mlp is not None:
+            x = x + self.dropout(self.mlp(self.norm2(x)))
+        return x
+
+    def initial_state(self, batch_size: int):
+        return self.mixer.initial_state(batch_size)
+
+    def step(self, x: torch.Tensor, state):
+        y, state = self.mixer.step(self.norm(x), state)  # (B, H)
+        x = x + self.dropout(y)
+        if self.mlp is not None:
+            x = x + self.dropout(self.mlp(self.norm2(x)))
+        return x, state
+
+
+class SequenceStack(nn.Module):
+    """A stack of residual blocks with a final norm; itself a mixer ``(B, L, H) -> (B, L, H)``."""
+
+    def __init__(self, blocks: Sequence[nn.Module], d_model: int, norm: str = "layer"):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.norm_f = make_norm(norm, d_model)
+        self.d_model = d_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)  # (B, L, H)
+        return self.norm_f(x)
+
+    def initial_state(self, batch_size: int) -> list:
+        return [block.initial_state(batch_size) for block in self.blocks]
+
+    def step(self, x: torch.Tensor, state: list):
+        new_state = []
+        for block, s in zip(self.blocks, state, strict=True):
+            x, s = block.step(x, s)  # (B, H)
+            new_state.append(s)
+        return self.norm_f(x), new_state
+
+    def aux_loss(self) -> torch.Tensor | float:
+        """Sum of auxiliary losses (e.g. MoE load balancing) left by the last forward, else 0."""
+        total = 0.0
+        for module in self.modules():
+            if module is not self and hasattr(module, "last_aux_loss") and module.last_aux_loss is not None:
+                total = total + module.last_aux_loss
+        return total

@@ -1,0 +1,47 @@
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ssmcast", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ssmcast")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two xdist workers on two cores: one intra-op thread each avoids oversubscription
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _data_dir() -> Path | None:
+    value = os.environ.get("SSMCAST_DATA_DIR")
+    if value and Path(value).is_dir():
+        return Path(value)
+    sibling = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return sibling if sibling.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The benchmark datasets (`SSMCAST_DATA_DIR`, else ../shared/data). CI always has them."""
+    path = _data_dir()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("SSMCAST_DATA_DIR is not set and ../shared/data is missing in CI")
+        pytest.skip("benchmark data not available: set SSMCAST_DATA_DIR")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    cuda = None
+    for item in items:
+        if "gpu" in item.keywords:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
