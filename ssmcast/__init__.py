@@ -1,3 +1,43 @@
-"""ssmcast: time-series forecasting with structured state space models."""
+"""ssmcast: time-series forecasting with structured state space models.
+
+The top-level names are imported lazily, so ``import ssmcast`` (and the CLI's ``--help``) stay fast::
+
+    from ssmcast import MambaForecaster, load_dataset
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "ssmcast.forecasters",
+    "NeuralForecaster": "ssmcast.forecasters",
+    "S4Forecaster": "ssmcast.forecasters",
+    "S4DForecaster": "ssmcast.forecasters",
+    "S5Forecaster": "ssmcast.forecasters",
+    "MambaForecaster": "ssmcast.forecasters",
+    "Mamba2Forecaster": "ssmcast.forecasters",
+    "JambaForecaster": "ssmcast.forecasters",
+    "load_dataset": "ssmcast.datasets",
+    "list_datasets": "ssmcast.datasets",
+    "dataset_info": "ssmcast.datasets",
+    "to_long": "ssmcast.data",
+    "to_wide": "ssmcast.data",
+    "validate": "ssmcast.data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ssmcast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
