@@ -1,0 +1,616 @@
+"""The DataFrame contract: every ssmcast model consumes long ``unique_id, ds, y[, covariates...]`` frames.
+
+* :func:`to_long` turns a long frame, a wide frame (one column per series) or a ``pd.Series`` into the
+  canonical long frame, sorted by ``(unique_id, ds)`` with a fresh ``RangeIndex``;
+* :func:`to_wide` is its inverse (index ``ds``, one column per ``unique_id``);
+* :func:`validate` runs :func:`to_long` plus every check a model relies on and returns a clean copy whose
+  series lie on a complete, regular time grid with finite values;
+* :func:`infer_freq`, :func:`future_timestamps` and :func:`fill_gaps` deal with the time grid.
+
+``ds`` is either datetime-like (pandas-3 frequency aliases: ``"h"``, ``"min"``, ``"15min"``, ``"D"``,
+``"W-SAT"``, ``"MS"``, ``"ME"``...) or integer (the frequency is then an integer step). No function here
+modifies its input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import BaseOffset, Tick
+
+__all__ = [
+    "ID",
+    "TIME",
+    "TARGET",
+    "FILL_POLICIES",
+    "to_long",
+    "to_wide",
+    "validate",
+    "infer_freq",
+    "future_timestamps",
+    "fill_gaps",
+    "as_offset",
+]
+
+ID, TIME, TARGET = "unique_id", "ds", "y"
+FILL_POLICIES = (None, "ffill", "interpolate", "zero", "drop")
+_SHOW = 5  # offending rows/series quoted in an error message
+
+
+def _quote(items: Sequence, n: int = _SHOW) -> str:
+    items = list(items)
+    head = ", ".join(str(item) for item in items[:n])
+    return head + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _rows(frame: pd.DataFrame, mask) -> str:
+    """``(unique_id, ds)`` pairs of the rows where ``mask`` holds, for error messages."""
+    sub = frame.loc[np.asarray(mask, dtype=bool), [ID, TIME]]
+    return _quote([f"({uid!r}, {_fmt_ds(ds)})" for uid, ds in zip(sub[ID], sub[TIME])])
+
+
+def _fmt_ds(ds) -> str:
+    if isinstance(ds, pd.Timestamp):
+        return str(ds.date()) if ds == ds.normalize() and ds.tz is None else str(ds)
+    return str(ds)
+
+
+# ----------------------------------------------------------------------------------------- conversion
+
+
+def _as_time(values: pd.Series | pd.Index, what: str) -> pd.Series:
+    """Datetime or int64 time stamps; strings are parsed as dates, periods become their start time."""
+    values = pd.Series(values, copy=True).reset_index(drop=True)
+    dtype = values.dtype
+    if isinstance(dtype, pd.PeriodDtype):
+        return values.dt.to_timestamp()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return values
+    if pd.api.types.is_bool_dtype(dtype):
+        raise ValueError(f"{what} must hold datetimes or integers; got booleans")
+    if pd.api.types.is_integer_dtype(dtype):
+        return values.astype("int64") if values.notna().all() else values
+    if pd.api.types.is_float_dtype(dtype):
+        finite = values.dropna()
+        if (finite == np.round(finite)).all() and values.notna().all():
+            return values.astype("int64")
+        fractional = finite[finite != np.round(finite)].unique()
+        raise ValueError(f"{what} must hold datetimes or integers; got floats {_quote(fractional)}")
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        raise ValueError(f"{what} must hold datetimes or integers; got timedeltas")
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind == "integer":  # Python ints in an object column
+        return values.astype("int64")
+    if kind in ("floating", "mixed-integer-float", "decimal", "boolean"):
+        raise ValueError(f"{what} must hold datetimes or integers; got {kind} values")
+    present = values.notna()
+    for fmt in ("ISO8601", "mixed"):
+        try:
+            return pd.to_datetime(values, format=fmt)
+        except (ValueError, TypeError):
+            continue
+    parsed = pd.to_datetime(values, format="mixed", errors="coerce")
+    bad = values[present & parsed.isna()]
+    raise ValueError(f"{what} must hold datetimes or integers; cannot parse {_quote(map(repr, bad.unique()))}")
+
+
+def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = TARGET) -> pd.DataFrame:
+    """Canonical long frame ``unique_id, ds, y[, covariates...]`` from a long frame, a wide frame or a Series.
+
+    * long frame: a DataFrame with an ``id_col`` column (and ``time_col``, ``target_col``); other columns
+      are kept as covariates (in their order);
+    * wide frame: any other DataFrame; ``ds`` comes from a ``time_col`` column, else from the index
+      (DatetimeIndex, integer index, PeriodIndex or date strings), and every other column is one series
+      named by its column label. Each series' leading and trailing NaNs (ragged panels) are dropped;
+      interior NaNs are kept for :func:`validate` to judge;
+    * ``pd.Series``: one series named by ``data.name`` (else ``"series_0"``), ``ds`` from its index.
+
+    Returns a new frame sorted by ``(unique_id, ds)`` (stable) with a fresh ``RangeIndex``; ``unique_id``
+    is ``str``, ``ds`` datetime64 or int64. Raises ``ValueError`` for missing columns.
+    """
+    if isinstance(data, pd.Series):
+        uid = "series_0" if data.name is None else str(data.name)
+        out = pd.DataFrame({ID: uid, TIME: _as_time(data.index, "the Series index"), TARGET: data.to_numpy()})
+        out[ID] = out[ID].astype(str)
+        return _sorted(out)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame (long or wide) or Series; got {type(data).__name__}")
+    if isinstance(data.columns, pd.MultiIndex):
+        raise ValueError("MultiIndex columns are not supported: pass a long frame or a flat wide frame")
+    named = id_col != ID or target_col != TARGET
+    if id_col in data.columns or named:
+        missing = [col for col in (id_col, time_col, target_col) if col not in data.columns]
+        if missing:
+            raise ValueError(
+                f"long frame is missing column(s) {missing}; it has {list(data.columns)} "
+                f"(id_col={id_col!r}, time_col={time_col!r}, target_col={target_col!r})"
+            )
+        extra = [col for col in data.columns if col not in (id_col, time_col, target_col)]
+        clash = [col for col in extra if col in (ID, TIME, TARGET)]
+        if clash:
+            raise ValueError(f"covariate column(s) {clash} clash with the canonical names unique_id/ds/y")
+        ids = data[id_col].reset_index(drop=True)
+        if ids.dtype != "str":
+            null_id = ids.isna()
+            ids = ids.astype(str)
+            ids[null_id] = np.nan  # keep missing ids missing so validate() can name them
+        out = pd.DataFrame({ID: ids, TIME: _as_time(data[time_col], f"column {time_col!r}")})
+        for src, col in [(target_col, TARGET), *((c, c) for c in extra)]:
+            out[col] = data[src].reset_index(drop=True)  # copy-on-write: the caller's frame stays intact
+        return _sorted(out)
+    return _wide_to_long(data, time_col)
+
+
+def _wide_to_long(wide: pd.DataFrame, time_col: str) -> pd.DataFrame:
+    if time_col in wide.columns:
+        ds = _as_time(wide[time_col], f"column {time_col!r}")
+        values = wide.drop(columns=[time_col])
+    else:
+        ds = _as_time(wide.index, "the wide frame's index")
+        values = wide
+    if values.shape[1] == 0:
+        raise ValueError("wide frame has no series columns")
+    names = [str(col) for col in values.columns]
+    if len(set(names)) != len(names):
+        dup = [name for name, count in Counter(names).items() if count > 1]
+        raise ValueError(f"wide frame has duplicate series column(s) {_quote(dup)}")
+    n_rows, n_series = values.shape
+    order = sorted(range(n_series), key=names.__getitem__)  # columns in id order: often no sort needed
+    y = pd.concat([values.iloc[:, j].reset_index(drop=True) for j in order], ignore_index=True)
+    out = pd.DataFrame(
+        {
+            ID: pd.Series(np.repeat(np.array([names[j] for j in order], dtype=object), n_rows), dtype=str),
+            TIME: pd.concat([ds] * n_series, ignore_index=True),
+            TARGET: y,
+        }
+    )
+    out = _sorted(out)
+    present = out[TARGET].notna()
+    seen_before = present.groupby(out[ID]).cummax()
+    seen_after = present[::-1].groupby(out[ID][::-1]).cummax()[::-1]
+    all_missing = ~present.groupby(out[ID]).transform("any")
+    keep = (seen_before & seen_after) | all_missing
+    return out.loc[keep].reset_index(drop=True)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    if _is_sorted(frame):
+        return frame.reset_index(drop=True)
+    return frame.sort_values([ID, TIME], kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _is_sorted(frame: pd.DataFrame) -> bool:
+    """Whether ``(unique_id, ds)`` is already in non-decreasing order (cheap: no sort)."""
+    if len(frame) < 2 or frame[ID].isna().any() or frame[TIME].isna().any():
+        return len(frame) < 2
+    ids = frame[ID].array
+    same = np.asarray(ids[1:] == ids[:-1], dtype=bool)
+    if not (same | np.asarray(ids[1:] > ids[:-1], dtype=bool)).all():
+        return False
+    ds = frame[TIME].array
+    return bool(np.asarray(ds[1:] >= ds[:-1], dtype=bool)[same].all())
+
+
+def to_wide(long_df: pd.DataFrame, values: str = TARGET) -> pd.DataFrame:
+    """Wide frame: index ``ds`` (named ``"ds"``), one column per ``unique_id`` (sorted), cells ``values``.
+
+    Missing ``(unique_id, ds)`` pairs become NaN. Inverse of :func:`to_long` on complete panels.
+    """
+    if isinstance(long_df, pd.Series):
+        long_df = to_long(long_df)
+    if not isinstance(long_df, pd.DataFrame):
+        raise TypeError(f"to_wide needs a long DataFrame; got {type(long_df).__name__}")
+    missing = [col for col in (ID, TIME, values) if col not in long_df.columns]
+    if missing:
+        raise ValueError(f"to_wide needs a long frame; missing column(s) {missing}")
+    dup = long_df.duplicated([ID, TIME], keep=False)
+    if dup.any():
+        raise ValueError(f"duplicate (unique_id, ds) rows cannot be pivoted: {_rows(long_df, dup)}")
+    wide = long_df.pivot(index=TIME, columns=ID, values=values)
+    wide = wide.sort_index()
+    wide.index.name = TIME
+    wide.columns = pd.Index([str(col) for col in wide.columns], dtype=object)
+    return wide
+
+
+# ----------------------------------------------------------------------------------------- frequency
+
+
+def as_offset(freq) -> BaseOffset | int:
+    """A pandas ``DateOffset`` for a frequency alias/offset/Timedelta, or a positive int step."""
+    if isinstance(freq, (bool, np.bool_)):
+        raise ValueError(f"freq must be a pandas frequency alias or a positive integer step; got {freq!r}")
+    if isinstance(freq, (int, np.integer)):
+        if freq <= 0:
+            raise ValueError(f"an integer freq must be a positive step; got {freq}")
+        return int(freq)
+    try:
+        return to_offset(freq)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"freq={freq!r} is not a pandas frequency (pandas 3 aliases: 'h' not 'H', 'min' not 'T', "
+            f"'s' not 'S', 'ME'/'MS' for months, 'W-SUN' for weeks): {err}"
+        ) from None
+
+
+def _freq_name(offset: BaseOffset | int) -> str | int:
+    return offset if isinstance(offset, int) else offset.freqstr
+
+
+def _pd_infer(stamps: pd.DatetimeIndex) -> BaseOffset | None:
+    with pd.option_context("future.infer_freq_returns_offset", True):
+        try:
+            return pd.infer_freq(stamps)
+        except (ValueError, TypeError):
+            return None
+
+
+def _series_freq(ds: np.ndarray) -> BaseOffset | int | None:
+    """The frequency of one sorted series of stamps, tolerating gaps; None when it cannot tell."""
+    if len(ds) < 2:
+        return None
+    if np.issubdtype(ds.dtype, np.integer):
+        steps = np.diff(ds)
+        steps = steps[steps > 0]
+        if len(steps) == 0:
+            return None
+        values, counts = np.unique(steps, return_counts=True)
+        return int(values[np.argmax(counts)])
+    stamps = pd.DatetimeIndex(ds)
+    offset = _pd_infer(stamps) if len(stamps) >= 3 else None
+    if offset is not None:
+        return offset
+    # gaps or stray stamps: candidates from short runs of consecutive stamps and the most common step;
+    # the winner explains the stamps with the fewest off-grid plus missing stamps (then the most votes)
+    starts = np.unique(np.linspace(0, len(stamps) - 3, num=max(min(len(stamps) - 2, 256), 0)).astype(int))
+    votes = Counter()
+    for start in starts:
+        candidate = _pd_infer(stamps[start : start + 3])
+        if candidate is not None:
+            votes[candidate.freqstr] += 1
+    steps = np.diff(stamps.asi8)
+    values, counts = np.unique(steps[steps > 0], return_counts=True)
+    if len(values):  # the most common step, the smallest on ties
+        votes[_step_offset(pd.Timedelta(int(values[np.argmax(counts)]), unit=stamps.unit)).freqstr] += 0
+    if not votes:
+        return None
+    best = min(votes, key=lambda name: (_mismatch(stamps, to_offset(name)), -votes[name]))
+    return to_offset(best)
+
+
+def _mismatch(stamps: pd.DatetimeIndex, offset: BaseOffset) -> int:
+    """Stamps off the grid of ``offset`` (anchored at the first stamp) plus grid stamps missing."""
+    grid = pd.date_range(start=stamps[0], end=stamps[-1], freq=offset, unit=stamps.unit)
+    if len(grid) > 100 * len(stamps) + 1000:
+        return len(grid)
+    on = stamps.isin(grid)
+    return int((~on).sum()) + len(grid) - int(on.sum())
+
+
+def _step_offset(step: pd.Timedelta) -> BaseOffset:
+    """A fixed step as an offset, whole days as ``"nD"`` (pandas 3 would say ``"24h"``)."""
+    day = pd.Timedelta(days=1)
+    return to_offset(f"{step // day}D") if step % day == pd.Timedelta(0) else to_offset(step)
+
+
+def _bounds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Start row and length of each series of a frame sorted by ``(unique_id, ds)``."""
+    ids = frame[ID].array
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    change = np.flatnonzero(np.asarray(ids[1:] != ids[:-1], dtype=bool)) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    lengths = np.diff(np.concatenate([starts, [len(ids)]])).astype(np.int64)
+    return starts, lengths
+
+
+def infer_freq(df) -> str | int:
+    """The common frequency of all series: a pandas-3 alias (``"h"``, ``"W-SAT"``, ``"MS"``...) or int step.
+
+    Each series is inferred on its own (short gaps are tolerated: the most common local frequency wins);
+    ``ValueError`` when series disagree or when no series has enough regular stamps (names the series).
+    """
+    return _infer_freq_long(to_long(df))
+
+
+def _infer_freq_long(frame: pd.DataFrame) -> str | int:
+    starts, lengths = _bounds(frame)
+    ds = frame[TIME].to_numpy()
+    found: dict[str | int, list[str]] = {}
+    unknown = []
+    for start, length in zip(starts, lengths):
+        uid = frame[ID].iat[start]
+        offset = _series_freq(ds[start : start + length])
+        if offset is None:
+            unknown.append(uid)
+        else:
+            found.setdefault(_freq_name(offset), []).append(uid)
+    if not found:
+        raise ValueError(
+            f"cannot infer a frequency: no series has enough regularly spaced stamps "
+            f"(series {_quote(map(repr, unknown))}); pass freq= explicitly"
+        )
+    if len(found) > 1:
+        detail = "; ".join(f"{freq!r}: series {_quote(map(repr, ids), 3)}" for freq, ids in found.items())
+        raise ValueError(f"series disagree on the frequency ({detail}); pass freq= or split the panel")
+    return next(iter(found))
+
+
+def future_timestamps(last_ds, freq, h: int) -> pd.DatetimeIndex | np.ndarray:
+    """The ``h`` stamps after ``last_ds`` on the grid ``freq`` (DatetimeIndex, or an int64 array)."""
+    if isinstance(h, (bool, np.bool_)) or not isinstance(h, (int, np.integer)) or h < 1:
+        raise ValueError(f"h must be a positive integer; got {h!r}")
+    offset = as_offset(freq)
+    if isinstance(last_ds, (int, np.integer)) and not isinstance(last_ds, (bool, np.bool_)):
+        if not isinstance(offset, int):
+            raise ValueError(f"integer last_ds={last_ds} needs an integer freq step; got {freq!r}")
+        return int(last_ds) + offset * np.arange(1, h + 1, dtype=np.int64)
+    if isinstance(offset, int):
+        raise ValueError(f"datetime last_ds={last_ds!r} needs a pandas frequency alias; got integer {freq!r}")
+    last = pd.Timestamp(last_ds)
+    return pd.date_range(start=last + offset, periods=h, freq=offset, unit=last.unit)
+
+
+# ----------------------------------------------------------------------------------------- time grid
+
+
+def _grid(first, last, offset, unit: str | None) -> np.ndarray:
+    if isinstance(offset, int):
+        return np.arange(first, last + 1, offset, dtype=np.int64)
+    grid = pd.date_range(start=first, end=last, freq=offset, unit=unit)
+    return grid.to_numpy() if grid.tz is None else grid
+
+
+def _check_grid(frame: pd.DataFrame, offset) -> tuple[np.ndarray, list[tuple[str, int, list]]]:
+    """Rows off the grid (mask) and, per series with gaps, ``(uid, n_missing, first missing stamps)``."""
+    starts, lengths = _bounds(frame)
+    ds = frame[TIME]
+    integer = isinstance(offset, int)
+    naive = integer or ds.dt.tz is None
+    unit = None if integer else ds.dt.unit
+    values = ds.to_numpy() if naive else pd.DatetimeIndex(ds)
+    if integer:
+        step = offset
+    elif naive and isinstance(offset, Tick):
+        step = int(pd.Timedelta(offset).as_unit(unit)._value)
+    else:
+        step = None
+    off_grid = np.zeros(len(frame), dtype=bool)
+    gaps = []
+    for start, length in zip(starts, lengths):
+        stamps = values[start : start + length]
+        first, last = stamps[0], stamps[length - 1]
+        if step is not None:  # fixed step: index arithmetic
+            delta = stamps - first if integer else (stamps - first).astype(f"m8[{unit}]").astype(np.int64)
+            on = delta % step == 0
+            n_missing = int(delta[-1] // step) + 1 - int(on.sum())
+        else:  # calendar offsets (months, weeks, business days) or tz-aware stamps
+            on = pd.Index(stamps).isin(_grid(first, last, offset, unit))
+            n_missing = None
+        off_grid[start : start + length] = ~on
+        if n_missing is None or n_missing > 0:
+            missing = pd.Index(_grid(first, last, offset, unit)).difference(pd.Index(stamps))
+            if len(missing):
+                gaps.append((frame[ID].iat[start], len(missing), list(missing[:3])))
+    return off_grid, gaps
+
+
+def _insert_gaps(frame: pd.DataFrame, offset) -> pd.DataFrame:
+    """Reindex each series onto its full grid from first to last stamp; new rows hold NaN (ids kept)."""
+    starts, lengths = _bounds(frame)
+    ds = frame[TIME]
+    unit = None if isinstance(offset, int) else ds.dt.unit
+    pieces_id, pieces_ds = [], []
+    for start, length in zip(starts, lengths):
+        grid = _grid(ds.iat[start], ds.iat[start + length - 1], offset, unit)
+        pieces_ds.append(pd.Series(grid))
+        pieces_id.append(np.full(len(grid), frame[ID].iat[start], dtype=object))
+    full = pd.DataFrame({ID: pd.Series(np.concatenate(pieces_id), dtype=str)})
+    full[TIME] = pd.concat(pieces_ds, ignore_index=True).astype(ds.dtype).to_numpy()
+    if len(full) == len(frame):
+        return frame.copy()
+    merged = full.merge(frame, on=[ID, TIME], how="left", sort=False)
+    return merged[list(frame.columns)]
+
+
+def _fill_values(frame: pd.DataFrame, columns: list[str], fill: str) -> pd.DataFrame:
+    out = frame.copy()
+    for col in columns:
+        values = out[col].astype("float64").replace([np.inf, -np.inf], np.nan)
+        groups = values.groupby(out[ID], sort=False)
+        if fill == "zero":
+            values = values.fillna(0.0)
+        elif fill == "ffill":
+            values = groups.ffill()
+            values = values.groupby(out[ID], sort=False).bfill()
+        elif fill == "interpolate":
+            values = groups.transform(lambda s: s.interpolate(method="linear", limit_direction="both"))
+        out[col] = values
+    return out
+
+
+def fill_gaps(df, *, freq=None, fill: str | None = None) -> pd.DataFrame:
+    """Insert every missing time stamp of each series (between its first and last) as a NaN row.
+
+    ``freq`` defaults to :func:`infer_freq`. With ``fill`` in ``{"ffill", "interpolate", "zero"}`` the
+    NaN/inf values of ``y`` and the numeric covariates are then filled per series (see :func:`validate`).
+    Stamps off the grid raise ``ValueError``. Returns a new long frame.
+    """
+    if fill not in (None, "ffill", "interpolate", "zero"):
+        raise ValueError(f"fill_gaps: fill must be None, 'ffill', 'interpolate' or 'zero'; got {fill!r}")
+    frame = to_long(df)
+    if len(frame) == 0:
+        raise ValueError("empty frame: no rows")
+    offset = as_offset(freq) if freq is not None else as_offset(_infer_freq_long(frame))
+    _check_time_kind(frame, offset)
+    off_grid, _ = _check_grid(frame, offset)
+    if off_grid.any():
+        raise ValueError(f"time stamps off the {_freq_name(offset)!r} grid at rows {_rows(frame, off_grid)}")
+    out = _insert_gaps(frame, offset)
+    if fill is not None:
+        numeric = [c for c in out.columns[2:] if pd.api.types.is_numeric_dtype(out[c])]
+        out = _fill_values(out, numeric, fill)
+    return out
+
+
+def _check_time_kind(frame: pd.DataFrame, offset) -> None:
+    integer_ds = pd.api.types.is_integer_dtype(frame[TIME].dtype)
+    if integer_ds and not isinstance(offset, int):
+        raise ValueError(f"integer ds needs an integer freq step; got {_freq_name(offset)!r}")
+    if not integer_ds and isinstance(offset, int):
+        raise ValueError(f"datetime ds needs a pandas frequency alias; got integer freq {offset}")
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+def _numeric(frame: pd.DataFrame, col: str, what: str) -> pd.Series:
+    values = frame[col]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise ValueError(f"{what} must be numeric; got booleans (cast them to float if intended)")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64")
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = values.notna() & converted.isna()
+    if bad.any():
+        raise ValueError(
+            f"{what} must be numeric (dtype {values.dtype}); non-numeric values "
+            f"{_quote(map(repr, values[bad].unique()), 3)} at rows {_rows(frame, bad)}"
+        )
+    return converted.astype("float64")
+
+
+def validate(
+    df,
+    *,
+    min_length: int = 1,
+    freq=None,
+    fill: str | None = None,
+    covariates: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """:func:`to_long` plus every check; returns a clean copy on a complete regular grid with finite values.
+
+    Checks (each failure is a ``ValueError`` naming the offending series and ``(unique_id, ds)`` rows):
+    missing columns, empty frame, missing ids or stamps, non-numeric target/covariates, duplicate
+    ``(unique_id, ds)``, stamps off the frequency grid (``freq`` given, else :func:`infer_freq`), gaps
+    (missing stamps), NaN/inf values, series shorter than ``min_length`` (counted after filling).
+
+    ``fill`` is the missing-data policy, applied per series to ``y`` and the covariates:
+
+    * ``None``: gaps and NaN/inf raise;
+    * ``"ffill"``: gaps become NaN rows; NaN/inf are forward filled (leading ones back filled);
+    * ``"interpolate"``: gaps become NaN rows; NaN/inf are linearly interpolated over the grid position
+      (leading/trailing ones take the nearest finite value);
+    * ``"zero"``: gaps become NaN rows; NaN/inf become 0;
+    * ``"drop"``: rows with NaN/inf are dropped, but the result must still be a complete grid, so only a
+      series' leading/trailing non-finite rows may go; interior ones and gaps raise (use ``"interpolate"``).
+
+    ``covariates=None`` keeps every extra column as a covariate (each must be numeric); a list keeps only
+    those columns (each must exist and be numeric) and drops the other extra columns. ``y`` and the
+    covariates come back as float64; ``ds`` keeps its dtype; ``unique_id`` is ``str``. The frequency used
+    is stored in ``result.attrs["freq"]`` (``None`` when every series has a single row and none was given).
+    """
+    if fill not in FILL_POLICIES:
+        raise ValueError(f"fill must be one of {FILL_POLICIES}; got {fill!r}")
+    if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
+        raise ValueError(f"min_length must be a positive integer; got {min_length!r}")
+    frame = to_long(df)
+    if len(frame) == 0:
+        raise ValueError("empty frame: no rows")
+    if frame[ID].isna().any():
+        bad = np.flatnonzero(frame[ID].isna().to_numpy())
+        raise ValueError(f"missing unique_id in {len(bad)} row(s) (ds {_quote(frame[TIME].iloc[bad])})")
+    if frame[TIME].isna().any():
+        bad = frame[TIME].isna()
+        raise ValueError(f"missing ds (NaT/NaN) in series {_quote(map(repr, frame.loc[bad, ID].unique()))}")
+    extra = list(frame.columns[3:])
+    if covariates is not None:
+        covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+        missing = [col for col in covariates if col not in extra]
+        if missing:
+            raise ValueError(f"covariate column(s) {missing} not found; the frame has extra columns {extra}")
+        frame = frame[[ID, TIME, TARGET, *covariates]]
+        extra = covariates
+    frame = frame.copy()
+    frame[TARGET] = _numeric(frame, TARGET, "target y")
+    for col in extra:
+        frame[col] = _numeric(frame, col, f"covariate {col!r} (select covariates with covariates=[...])")
+
+    dup = frame.duplicated([ID, TIME], keep=False).to_numpy()
+    if dup.any():
+        raise ValueError(f"duplicate (unique_id, ds) rows: {_rows(frame, dup)}")
+
+    if freq is None and (_bounds(frame)[1] <= 1).all():  # one row per series: no grid to check
+        return _finish(frame, [TARGET, *extra], fill, min_length, None)
+    offset = as_offset(freq) if freq is not None else as_offset(_infer_freq_long(frame))
+    _check_time_kind(frame, offset)
+    off_grid, gaps = _check_grid(frame, offset)
+    name = _freq_name(offset)
+    if off_grid.any():
+        raise ValueError(f"time stamps off the {name!r} frequency grid at rows {_rows(frame, off_grid)}")
+    if gaps and fill in (None, "drop"):
+        detail = "; ".join(
+            f"{uid!r} misses {n} stamp(s), first {_quote(map(_fmt_ds, first), 3)}"
+            for uid, n, first in gaps[:_SHOW]
+        )
+        more = f" ({len(gaps)} series in all)" if len(gaps) > _SHOW else ""
+        raise ValueError(
+            f"gaps in the {name!r} time grid: {detail}{more}; "
+            "pass fill='interpolate'/'ffill'/'zero' to fill them"
+        )
+    if gaps:
+        frame = _insert_gaps(frame, offset)
+    return _finish(frame, [TARGET, *extra], fill, min_length, name)
+
+
+def _finish(frame: pd.DataFrame, value_cols: list[str], fill, min_length: int, name) -> pd.DataFrame:
+    """NaN/inf policy and length check of :func:`validate` on a frame already on its complete grid."""
+    finite = np.isfinite(frame[value_cols].to_numpy(dtype="float64")).all(axis=1)
+    if not finite.all():
+        if fill is None:
+            raise ValueError(
+                f"NaN/inf values (in {[c for c in value_cols if not np.isfinite(frame[c]).all()]}) at rows "
+                f"{_rows(frame, ~finite)}; pass fill= ({', '.join(map(repr, FILL_POLICIES[1:]))})"
+            )
+        if fill == "drop":
+            frame = _drop_edges(frame, finite)
+        else:
+            frame = _fill_values(frame, value_cols, fill)
+            still = ~np.isfinite(frame[value_cols].to_numpy(dtype="float64")).all(axis=1)
+            if still.any():
+                raise ValueError(
+                    f"fill={fill!r} left NaN values: series "
+                    f"{_quote(map(repr, frame.loc[still, ID].unique()))} have no finite values in some column"
+                )
+
+    starts, lengths = _bounds(frame)
+    short = lengths < min_length
+    if short.any():
+        detail = [f"{frame[ID].iat[s]!r} ({n} rows)" for s, n in zip(starts[short], lengths[short])]
+        raise ValueError(f"series shorter than min_length={min_length}: {_quote(detail)}")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["freq"] = name
+    return frame
+
+
+def _drop_edges(frame: pd.DataFrame, finite: np.ndarray) -> pd.DataFrame:
+    good = pd.Series(finite, index=frame.index)
+    groups_fwd = good.groupby(frame[ID], sort=False)
+    seen_before = groups_fwd.cummax()
+    seen_after = good[::-1].groupby(frame[ID][::-1], sort=False).cummax()[::-1]
+    interior = ~good & seen_before & seen_after
+    if interior.any():
+        raise ValueError(
+            f"fill='drop' can only drop leading/trailing NaN/inf rows (the grid must stay complete); "
+            "interior "
+            f"NaN/inf at rows {_rows(frame, interior)}; use fill='interpolate' or 'ffill'"
+        )
+    kept = frame.loc[good.to_numpy()]
+    lost = sorted(set(frame[ID]) - set(kept[ID]))
+    if lost:
+        raise ValueError(f"fill='drop' would remove every row of series {_quote(map(repr, lost))}")
+    return kept.reset_index(drop=True)
