@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/ssmcast train $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check ssmcast tests benchmarks
 
 lint: $(STAMP)

@@ -1,38 +1,151 @@
-"""The ``ssmcast`` command line. Heavy libraries (torch, lightning, mlflow) are imported inside the
-commands that need them, so ``ssmcast --help`` answers at once."""
+"""The ``ssmcast`` command line: sub-commands on top of one Hydra app (configs in ``conf/``).
+
+    ssmcast train                                   # the main job: Mamba vs seasonal ARIMA on weekly CO2
+    ssmcast train model=s4 data=etth1 horizon=96    # any Hydra override; --cfg job prints the config
+    ssmcast compare models=[mamba,s4,auto_arima,ets] data=airline
+    ssmcast train --multirun model=s4,s5,mamba seed=0,1,2
+    ssmcast ui                                      # the MLflow UI on 127.0.0.1 against ./mlflow.db
+
+Heavy libraries (torch, lightning, mlflow) are imported inside the jobs, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
-import argparse
+import os
+import subprocess
 import sys
+from pathlib import Path
+
+COMMANDS = ("train", "compare", "ui")
+CONFIG_ENV = "SSMCAST_CONFIG_DIR"
+
+USAGE = """usage: ssmcast <command> [hydra overrides...] [--multirun] [hydra flags]
+
+Forecasting with structured state space models (S4, S4D, S5, Mamba, Mamba-2, Jamba) and classical
+Kalman-filter baselines; every run is tracked in MLflow.
+
+commands:
+  train     fit `model` (and the `baselines`) and evaluate on the test part
+            (no overrides: a small Mamba vs the seasonal ARIMA baseline on weekly Mauna Loa CO2)
+  compare   backtest every model of `models` on the same windows and print the leaderboard
+  ui        start the MLflow UI on 127.0.0.1 against the tracking store (default ./mlflow.db)
+
+examples:
+  ssmcast train model=s4 data=etth1 horizon=96
+  ssmcast train experiment=ltsf_etth1_96 model=s5 trainer=gpu
+  ssmcast train data=csv data.path=sales.csv data.time_col=date data.target_col=units horizon=14
+  ssmcast compare models=[mamba,s4,s5,auto_arima,ets] data=airline n_windows=3
+  ssmcast train --multirun model=s4,s5,mamba seed=0,1,2
+  ssmcast train --multirun hydra/sweeper=tune            # Optuna (pip install hydra-optuna-sweeper)
+  ssmcast train --multirun hydra/launcher=joblib model=s4,s5   # parallel jobs (hydra-joblib-launcher)
+  ssmcast train trainer=ddp                               # data-parallel training on every GPU
+  ssmcast train tracking.uri=http://127.0.0.1:5000        # or MLFLOW_TRACKING_URI; tracking=none: off
+  ssmcast ui --port 5000
+
+`ssmcast <command> --help` lists the config groups and options (Hydra's help); `--cfg job` prints the
+composed config. Config groups: model, data, trainer, tracking, experiment (conf/ in the source tree,
+or $SSMCAST_CONFIG_DIR). Errors show one line; HYDRA_FULL_ERROR=1 shows the traceback.
+"""
 
 
-def _train(args: argparse.Namespace) -> int:
-    from ssmcast.jobs import main_job
+def config_dir() -> Path:
+    """``$SSMCAST_CONFIG_DIR``, else ``conf/`` next to the ``ssmcast`` package (the source checkout)."""
+    path = Path(os.environ.get(CONFIG_ENV) or Path(__file__).resolve().parents[1] / "conf")
+    if not (path / "config.yaml").is_file():
+        raise SystemExit(f"ssmcast: error: no config.yaml in {path} (set {CONFIG_ENV} to the conf/ directory)")
+    return path
 
-    main_job(horizon=args.horizon, quick=args.quick)
+
+def _task(cfg) -> float | None:
+    """The Hydra task: one train/compare job; data and config problems end with a one-line error."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ssmcast.datasets import DatasetNotFoundError
+    from ssmcast.jobs import run
+
+    try:
+        return run(cfg)
+    except (ValueError, TypeError, FileNotFoundError, DatasetNotFoundError, InstantiationException,
+            OmegaConfBaseException) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = str(err).strip().splitlines()
+        print(f"ssmcast: error: {type(err).__name__}: {' '.join(message)[:2000]}", file=sys.stderr)
+        print("(set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run_hydra(command: str, args: list[str]) -> int:
+    """Run the Hydra app with ``args`` (overrides and Hydra flags) for ``command``."""
+    import hydra
+
+    app = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_task)
+    if not any(a.startswith("command=") for a in args):
+        args = [*args, f"command={command}"]  # also what Lightning's DDP re-launch of sys.argv sees
+    old = sys.argv
+    sys.argv = [old[0] if old else "ssmcast", *args]
+    try:
+        app()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = old
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ssmcast", description="Forecasting with structured state space models and Kalman-filter baselines."
-    )
-    sub = parser.add_subparsers(dest="command")
-    train = sub.add_parser("train", help="run the main job (default dataset: statsmodels' weekly Mauna Loa co2)")
-    train.add_argument("--horizon", type=int, default=52, help="forecast horizon in steps (default 52)")
-    train.add_argument("--quick", action="store_true", help="a short run (smoke test)")
-    train.set_defaults(func=_train)
-    return parser
+def ui(args: list[str]) -> int:
+    """``ssmcast ui [--port N] [--backend-store-uri URI]``: a light MLflow server on 127.0.0.1."""
+    import argparse
+
+    from ssmcast.tracking import tracking_uri
+
+    parser = argparse.ArgumentParser(prog="ssmcast ui", description="Start the MLflow UI on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--backend-store-uri", default=None,
+                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
+    parser.add_argument("--workers", type=int, default=1)
+    options = parser.parse_args(args)
+    uri = tracking_uri(options.backend_store_uri)
+    if uri.startswith(("http://", "https://")):
+        print(f"ssmcast: error: the tracking URI {uri} is already a server: open it in a browser", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(options.port), "--workers", str(options.workers)]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    print(f"MLflow UI on http://127.0.0.1:{options.port} (store {uri}); Ctrl-C stops it", flush=True)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+# a tracking server that went away should cost seconds, not MLflow's default minutes of retries
+MLFLOW_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    """Entry point of the ``ssmcast`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for key, value in MLFLOW_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if args and args[0] in COMMANDS:
+        command, rest = args[0], args[1:]
+        if command == "ui":
+            return ui(rest)
+        return run_hydra(command, rest)
+    if any(a.startswith("command=") for a in args):  # re-launched by Lightning DDP with sys.argv
+        return run_hydra("train", args)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
         return 0
-    return args.func(args)
+    print(f"ssmcast: error: unknown command {args[0]!r}; choose from {', '.join(COMMANDS)}\n", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

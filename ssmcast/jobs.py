@@ -1,35 +1,428 @@
-"""The main job that ``make run`` / ``ssmcast train`` runs on the embedded default dataset."""
+"""The jobs behind ``ssmcast train`` and ``ssmcast compare``, driven by a composed Hydra config (``conf/``).
+
+``train``: fit ``model`` (and the ``baselines``) on the training part, forecast the test part, score,
+write forecasts / metrics / figures / models to the run directory and log them to MLflow.
+Test part: the last ``horizon`` steps of every series (``data.protocol: holdout``), or every test window
+of the long-horizon benchmark split (``data.protocol: ltsf``, :func:`ssmcast.evaluation.evaluate_ltsf`).
+
+``compare``: backtest every model of ``models`` over the last ``n_windows`` windows and rank them.
+"""
 
 from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-def load_co2() -> pd.DataFrame:
-    """statsmodels' weekly Mauna Loa CO2 (1958-2001) as a long frame; it has NaNs and missing weeks."""
-    from statsmodels.datasets import co2
-
-    data = co2.load_pandas().data["co2"]
-    frame = data.rename_axis("ds").reset_index(name="y")
-    frame.insert(0, "unique_id", "co2")
-    return frame
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+QUICK_ROWS = 400
+QUICK_TRAINER = {"limit_train_batches": 4, "limit_val_batches": 2}
 
 
-def main_job(horizon: int = 52, quick: bool = False) -> pd.DataFrame:
-    raw = load_co2()
-    series = raw.set_index("ds")["y"].asfreq("W-SAT").interpolate(limit_direction="both")
-    train, test = series.iloc[:-horizon], series.iloc[-horizon:]
-    season = 52
-    snaive = np.resize(train.iloc[-season:].to_numpy(), horizon)
-    naive = np.repeat(train.iloc[-1], horizon)
-    rows = []
-    for name, pred in [("Naive", naive), ("SeasonalNaive", snaive)]:
-        err = test.to_numpy() - pred
-        rows.append({"model": name, "mae": np.abs(err).mean(), "rmse": np.sqrt((err**2).mean())})
-    board = pd.DataFrame(rows).sort_values("mae").reset_index(drop=True)
-    n_missing = int(raw["y"].isna().sum()) + (len(series) - len(raw))
-    print(f"co2 weekly: {len(series)} weeks ({n_missing} missing or NaN filled by interpolation), "
-          f"holding out the last {horizon}")
-    print(board.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return board
+class JobError(ValueError):
+    """A problem with the configuration or the data of a job (reported without a traceback)."""
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def load_data(data: dict) -> tuple[pd.DataFrame, str]:
+    """The validated long frame of the ``data`` config and its name (gaps/NaN handled by ``data.fill``)."""
+    from ssmcast.data import to_long, validate
+
+    if data.get("source", "dataset") == "file":
+        path = data.get("path")
+        if not path:
+            raise JobError("data.path is required with data=csv / data=parquet")
+        path = Path(str(path)).expanduser()
+        if not path.is_file():
+            raise JobError(f"data.path={str(path)!r}: no such file")
+        reader = pd.read_parquet if data.get("format") == "parquet" else pd.read_csv
+        raw = reader(path)
+        time_col, target_col, id_col = data.get("time_col", "ds"), data.get("target_col", "y"), data.get("id_col")
+        missing = [c for c in (time_col, target_col if not data.get("wide") else None, id_col) if c and c not in raw]
+        if missing:
+            raise JobError(f"{path.name} has no column(s) {missing}; it has {list(raw.columns)} "
+                           "(set data.time_col / data.target_col / data.id_col)")
+        if data.get("wide"):
+            frame = to_long(raw, time_col=time_col)
+        else:
+            if id_col is None:
+                raw = raw.assign(_series=str(target_col))
+                id_col = "_series"
+            frame = to_long(raw[[id_col, time_col, target_col]], id_col=id_col, time_col=time_col,
+                            target_col=target_col)
+        name = data.get("name") or path.stem
+    else:
+        from ssmcast.datasets import load_dataset
+
+        name = str(data["name"])
+        frame = load_dataset(name, data_dir=data.get("data_dir"))
+    channels = data.get("channels")
+    if channels:
+        channels = [str(c) for c in ([channels] if isinstance(channels, str) else channels)]
+        unknown = sorted(set(channels) - set(frame["unique_id"]))
+        if unknown:
+            known = sorted(set(frame["unique_id"]))
+            raise JobError(f"data.channels: unknown series {unknown[:5]}; {name} has {known[:10]}")
+        frame = frame[frame["unique_id"].isin(channels)]
+    return validate(frame, fill=data.get("fill")), name
+
+
+def frame_checksum(frame: pd.DataFrame) -> str:
+    """sha256 of the frame's content (ids, stamps, values): the data a run actually used."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def holdout_split(frame: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train = all but the last ``horizon`` rows of each series; test = those rows."""
+    lengths = frame.groupby("unique_id", sort=False)["y"].transform("size")
+    short = sorted(set(frame.loc[lengths <= horizon, "unique_id"]))
+    if short:
+        raise JobError(f"series {short[:5]} have at most horizon={horizon} rows: nothing left to train on")
+    position = frame.groupby("unique_id", sort=False).cumcount()
+    test = position >= lengths - horizon
+    return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
+
+
+def quick_data(frame: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """``quick=true``: the last rows of every series only (enough for one window plus the test part)."""
+    keep = max(QUICK_ROWS, 2 * (int(cfg["input_size"]) + 2 * int(cfg["horizon"])))
+    return frame.groupby("unique_id", sort=False).tail(keep).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def model_config(name: str, cfg) -> dict:
+    """The resolved ``model/<name>.yaml`` config in the context of ``cfg`` (its data, trainer, horizon...),
+    merged with ``cfg.overrides.<name>``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside the running app: its search path
+            node = compose(overrides=[f"+model={name}"]).model
+        else:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                node = compose(overrides=[f"+model={name}"]).model
+    except HydraException as err:
+        raise JobError(f"unknown model {name!r}: {err}") from None
+    context = copy.deepcopy(cfg)
+    with open_dict(context):
+        context.model = node
+        extra = (cfg.get("overrides") or {}).get(name)
+        if extra:
+            context.model = OmegaConf.merge(node, extra)
+    return OmegaConf.to_container(context.model, resolve=True)
+
+
+def build_model(config: dict, quick: bool):
+    """Instantiate a model config; ``quick`` trims a neural model to one short epoch."""
+    from ssmcast.config import build
+
+    est = build(config)
+    if quick and "max_epochs" in est.get_params(deep=False):
+        kwargs = dict(est.get_params(deep=False).get("trainer_kwargs") or {})
+        kwargs.update(QUICK_TRAINER)
+        est.set_params(max_epochs=1, trainer_kwargs=kwargs)
+    return est
+
+
+def _choice(group: str, default: str) -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().runtime.choices.get(group) or default)
+    except ValueError:  # not inside a Hydra app
+        return default
+
+
+def _season(cfg, frame: pd.DataFrame) -> int:
+    if cfg.data.get("season_length"):
+        return int(cfg.data.season_length)
+    from ssmcast.data import infer_freq
+    from ssmcast.forecasting import season_length_from_freq
+
+    return season_length_from_freq(infer_freq(frame))
+
+
+def _is_worker() -> bool:
+    """A Lightning DDP worker process (rank > 0) re-launched from the CLI: it only trains."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+def run(cfg, output_dir: str | Path | None = None) -> float | None:
+    """Run ``cfg.command`` (train / compare); returns the objective (the main model's test metric)."""
+    from omegaconf import OmegaConf
+
+    if output_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = HydraConfig.get().runtime.output_dir
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = cfg.get("command", "train")
+    if command not in ("train", "compare"):
+        raise JobError(f"command={command!r}: use train or compare")
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    return train(cfg, out, resolved) if command == "train" else compare_models(cfg, out, resolved)
+
+
+def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame, data_name: str):
+    from ssmcast import __version__
+    from ssmcast.tracking import PARENT_ENV, RunTracker, device_name, flatten, git_commit
+
+    tags = {
+        "ssmcast.command": cfg.command,
+        "ssmcast.version": __version__,
+        "git_commit": git_commit(),
+        "dataset": data_name,
+        "dataset.sha256": frame_checksum(frame),
+        "dataset.rows": len(frame),
+        "dataset.series": frame["unique_id"].nunique(),
+        "device": device_name(),
+        "output_dir": str(out.resolve()),
+    }
+    tracker = RunTracker(resolved["tracking"], out, run_name, tags, parent_run_id=os.environ.get(PARENT_ENV))
+    tracker.start()
+    tracker.log_params(flatten({k: v for k, v in resolved.items() if k != "tracking"}))
+    tracker.log_artifact(out / "config.yaml")
+    return tracker
+
+
+def train(cfg, out: Path, resolved: dict) -> float | None:
+    """Fit the model and baselines, evaluate on the test part, write and log everything."""
+    frame, data_name = load_data(resolved["data"])
+    if cfg.get("quick"):
+        frame = quick_data(frame, resolved)
+    horizon, metrics = int(cfg.horizon), [str(m) for m in cfg.metrics]
+    model_name = _choice("model", "model")
+    models = {model_name: build_model(resolved["model"], cfg.get("quick", False))}
+    for name in cfg.get("baselines") or []:
+        if name in models:
+            raise JobError(f"baselines: {name!r} is also the model")
+        models[name] = build_model(model_config(name, cfg), cfg.get("quick", False))
+    ltsf = resolved["data"].get("protocol") == "ltsf"
+    if _is_worker():  # DDP rank > 0: take part in the fit, nothing else
+        _evaluate(models[model_name], model_name, frame, cfg, resolved, ltsf, None)
+        return None
+
+    tracker = _tracker(cfg, out, resolved, f"train-{model_name}-{data_name}", frame, data_name)
+    failed = True
+    try:
+        results = {}
+        for name, est in models.items():
+            results[name] = _evaluate(est, name, frame, cfg, resolved, ltsf, None if name == model_name else name)
+        table = pd.DataFrame([{"model": n, **r["metrics"], "fit_time_s": r["fit_time_s"]} for n, r in results.items()])
+        key = "mse" if ltsf else metrics[0]
+        table = table.sort_values(key, kind="stable").reset_index(drop=True)
+        table.to_csv(out / "leaderboard.csv", index=False)
+        forecasts = pd.concat([r["forecast"].assign(model=n) for n, r in results.items()], ignore_index=True)
+        forecasts.to_csv(out / "forecasts.csv", index=False)
+        summary = {n: {**r["metrics"], "fit_time_s": r["fit_time_s"]} for n, r in results.items()}
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        figures = _train_figures(results, out, table)
+
+        for name, r in results.items():
+            prefix = "test_" if name == model_name else f"{name}/test_"
+            tracker.log_metrics({f"{prefix}{k}": v for k, v in r["metrics"].items()})
+            tracker.log_metrics({f"{prefix.replace('test_', '')}fit_time_s": r["fit_time_s"]})
+            for metric, per_step in r.get("per_step", {}).items():
+                for step, value in enumerate(per_step):
+                    tracker.log_metrics({f"{prefix}{metric}_by_step": value}, step=step + 1)
+        for path in [out / "leaderboard.csv", out / "forecasts.csv", out / "metrics.json", *figures]:
+            tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
+        for name, r in results.items():
+            _save_model(r["estimator"], out / "models" / name)
+            tracker.log_model(r["estimator"], r["history"], name="model" if name == model_name else name,
+                              scaling=r.get("scaling"))
+        _print_table(f"{data_name}: test part, horizon {horizon}" + (" (normalised, long-horizon protocol)"
+                                                                       if ltsf else ""), table, out, tracker)
+        failed = False
+        value = table.set_index("model").loc[model_name, cfg.get("objective") or key]
+        return float(value) if np.isfinite(value) else None
+    finally:
+        tracker.finish(failed=failed)
+
+
+def _evaluate(est, name: str, frame: pd.DataFrame, cfg, resolved: dict, ltsf: bool, prefix: str | None) -> dict:
+    from ssmcast.tracking import metric_prefix
+
+    with metric_prefix(prefix or ""):
+        if ltsf:
+            return _evaluate_ltsf(est, cfg, resolved)
+        return _evaluate_holdout(est, frame, cfg)
+
+
+def _evaluate_holdout(est, frame: pd.DataFrame, cfg) -> dict:
+    from ssmcast.evaluation import score
+
+    horizon = int(cfg.horizon)
+    train_df, test_df = holdout_split(frame, horizon)
+    tic = time.perf_counter()
+    est.fit(train_df)
+    fit_time = time.perf_counter() - tic
+    kwargs = {"h": horizon}
+    if cfg.get("quantiles"):
+        kwargs["quantiles"] = list(cfg.quantiles)
+    forecast = est.predict(**kwargs)
+    joined = test_df[["unique_id", "ds", "y"]].merge(forecast, on=["unique_id", "ds"], how="left")
+    cutoffs = train_df.groupby("unique_id")["ds"].max()
+    joined.insert(0, "cutoff", joined["unique_id"].map(cutoffs))
+    metrics = [str(m) for m in cfg.metrics]
+    if "owa" in metrics:
+        metrics.remove("owa")  # needs Naive2 forecasts: use compare with naive2
+    table = score(joined, metrics=metrics, train=train_df, season_length=_season(cfg, frame))
+    overall = table.loc[table["unique_id"] == "__overall__"].iloc[0]
+    values = {c: float(overall[c]) for c in table.columns if c != "unique_id"}
+    return {"metrics": values, "fit_time_s": fit_time, "forecast": joined, "history": train_df,
+            "estimator": est}
+
+
+def _evaluate_ltsf(est, cfg, resolved: dict) -> dict:
+    from ssmcast.datasets import ltsf_split
+    from ssmcast.evaluation import evaluate_ltsf
+
+    data = resolved["data"]
+    if data.get("source") != "dataset":
+        raise JobError("data.protocol=ltsf needs a benchmark dataset (etth1, weather, ...); use holdout for files")
+    horizon, input_size = int(cfg.horizon), int(cfg.input_size)
+    result = evaluate_ltsf(est, data["name"], input_size=input_size, horizon=horizon,
+                           data_dir=data.get("data_dir"), channels=data.get("channels"))
+    fitted = result.estimator
+    mean, std = result.settings["scaler_mean"], result.settings["scaler_std"]
+    scaling = {ch: (mean[ch], std[ch]) for ch in result.channels}
+    forecast, history = _last_test_window(fitted, data, result, input_size, horizon, ltsf_split(data["name"]))
+    return {"metrics": {"mse": result.mse, "mae": result.mae}, "fit_time_s": result.fit_time_s,
+            "forecast": forecast, "history": history, "estimator": fitted, "scaling": scaling,
+            "per_step": {"mse": result.mse_per_step, "mae": result.mae_per_step}}
+
+
+def _last_test_window(est, data: dict, result, input_size: int, horizon: int, split):
+    """Forecast of the last test window on the normalised scale (for the figure and the pyfunc example)."""
+    from ssmcast.datasets import load_wide
+
+    wide = load_wide(data["name"], data_dir=data.get("data_dir"))[result.channels]
+    mean = pd.Series(result.settings["scaler_mean"])[result.channels]
+    std = pd.Series(result.settings["scaler_std"])[result.channels]
+    z = (wide - mean) / std
+    end = split.test[1]
+    context = z.iloc[end - horizon - input_size : end - horizon]
+    actual = z.iloc[end - horizon : end]
+    long = lambda w: w.rename_axis("ds").reset_index().melt("ds", var_name="unique_id", value_name="y")
+    history = long(context)[["unique_id", "ds", "y"]]
+    forecast = est.predict(h=horizon, df=history)
+    joined = long(actual)[["unique_id", "ds", "y"]].merge(forecast, on=["unique_id", "ds"], how="left")
+    joined.insert(0, "cutoff", context.index[-1])
+    return joined, history
+
+
+def _train_figures(results: dict, out: Path, table: pd.DataFrame) -> list[Path]:
+    from ssmcast.evaluation import plot_forecasts, plot_metric_bars
+
+    paths = []
+    forecasts = {n: r["forecast"] for n, r in results.items()}
+    history = pd.concat([next(iter(results.values()))["history"], *[f[["unique_id", "ds", "y"]] for f in
+                                                                     list(forecasts.values())[:1]]])
+    fig = plot_forecasts(forecasts, history.drop_duplicates(["unique_id", "ds"]), n_series=3)
+    paths.append(out / "forecasts.png")
+    fig.savefig(paths[-1], dpi=100)
+    metric_cols = [c for c in table.columns if c not in ("model", "fit_time_s") and table[c].notna().all()]
+    if metric_cols:
+        paths.append(out / "metrics.png")
+        plot_metric_bars(table, metrics=metric_cols).savefig(paths[-1], dpi=100)
+    return paths
+
+
+def _save_model(est, directory: Path) -> None:
+    from ssmcast.config import save_config
+
+    if callable(getattr(est, "save", None)):
+        est.save(directory)
+    else:
+        save_config(est, directory / "config.yaml")
+
+
+def _print_table(title: str, table: pd.DataFrame, out: Path, tracker) -> None:
+    shown = table.drop(columns=[c for c in ("error", "n_fits", "predict_time_s") if c in table.columns])
+    text = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    print(f"\n{title}\n{text}")
+    where = f"MLflow run {tracker.run_id} at {tracker.uri}" if tracker.active else "not tracked"
+    print(f"outputs: {out.resolve()}  ({where})")
+
+
+def compare_models(cfg, out: Path, resolved: dict) -> float | None:
+    """Backtest every model of ``cfg.models`` on the same windows; leaderboard, figures, MLflow."""
+    from ssmcast.evaluation import Leaderboard, compare
+    from ssmcast.tracking import metric_prefix
+
+    names = [str(m) for m in (cfg.get("models") or [])]
+    if not names:
+        raise JobError("models is empty: e.g. models=[mamba,ets]")
+    if len(set(names)) != len(names):
+        raise JobError(f"models lists a model twice: {names}")
+    frame, data_name = load_data(resolved["data"])
+    if cfg.get("quick"):
+        frame = quick_data(frame, resolved)
+    estimators = {name: build_model(model_config(name, cfg), cfg.get("quick", False)) for name in names}
+    tracker = _tracker(cfg, out, resolved, f"compare-{data_name}", frame, data_name)
+    failed = True
+    try:
+        horizon, metrics = int(cfg.horizon), [str(m) for m in cfg.metrics]
+        season = _season(cfg, frame)
+        boards = []
+        for name, est in estimators.items():  # one at a time: per-epoch metrics are prefixed per model
+            with metric_prefix(name):
+                boards.append(compare({name: est}, frame, horizon=horizon, n_windows=int(cfg.n_windows),
+                                      metrics=metrics, quantiles=cfg.get("quantiles"), season_length=season))
+        columns = list(dict.fromkeys(c for b in boards for c in b.metrics))
+        table = pd.concat([b.table for b in boards], ignore_index=True)
+        order = [c for c in ["model", *columns, "fit_time_s", "predict_time_s", "n_fits", "error"] if c in table]
+        table = table[order].sort_values(columns[0], kind="stable", na_position="last") if columns else table
+        board = Leaderboard(table.reset_index(drop=True), {k: v for b in boards for k, v in b.forecasts.items()},
+                            {k: v for b in boards for k, v in b.scores.items()}, frame, columns)
+        paths = board.save(out)
+        failed_models = board.table.loc[board.table["error"].astype(bool), ["model", "error"]]
+        for _, row in board.table.iterrows():
+            tracker.log_metrics({f"{row['model']}/{c}": row[c] for c in [*columns, "fit_time_s", "predict_time_s"]
+                                 if c in row and isinstance(row[c], (int, float)) and math.isfinite(row[c])})
+        if len(board.table) and columns and board.table[columns[0]].notna().any():
+            best = board.table.iloc[0]
+            tracker.log_metrics({f"best_{columns[0]}": best[columns[0]]})
+            tracker.set_tags({"best_model": best["model"]})
+        for path in paths:
+            tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
+        _print_table(f"{data_name}: backtest over {cfg.n_windows} window(s) of horizon {horizon}", board.table,
+                     out, tracker)
+        for _, row in failed_models.iterrows():
+            print(f"  {row['model']} failed: {row['error']}")
+        failed = False
+        if not columns or board.table[columns[0]].isna().all():
+            return None
+        return float(board.table[columns[0]].iloc[0])
+    finally:
+        tracker.finish(failed=failed)
+
+
+def main_job(**overrides: Any) -> float | None:
+    """Run the default ``train`` job from Python (compose API; ``overrides`` as ``key=value`` pairs)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"{k}={v}" for k, v in overrides.items()])
+    return run(cfg, output_dir=Path("outputs") / "main_job" / time.strftime("%Y-%m-%d_%H-%M-%S"))

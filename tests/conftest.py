@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp spin-waits stall on oversubscribed CPUs
+
 import pytest
 from hypothesis import HealthCheck, settings
 

@@ -1,1 +1,15 @@
+"""SSM backbones as ``nn.Module`` mixers (parallel ``forward`` and recurrent ``step``), each with its config."""
 
+from ssmcast.backbones.blocks import MLP, ResidualBlock, SequenceStack
+from ssmcast.backbones.config import BackboneConfig, parameter_groups, tag_optim
+from ssmcast.backbones.jamba import JambaConfig
+from ssmcast.backbones.mamba import Mamba, MambaConfig
+from ssmcast.backbones.mamba2 import Mamba2, Mamba2Config
+from ssmcast.backbones.s4 import S4, S4Config, S4DConfig
+from ssmcast.backbones.s5 import S5, S5Config
+
+__all__ = [
+    "BackboneConfig", "MLP", "ResidualBlock", "SequenceStack", "parameter_groups", "tag_optim",
+    "S4", "S4Config", "S4DConfig", "S5", "S5Config", "Mamba", "MambaConfig", "Mamba2", "Mamba2Config",
+    "JambaConfig",
+]

@@ -1,0 +1,171 @@
+"""Forecaster training throughput and streaming latency.
+
+* Training throughput (windows/s) and peak memory of every backbone on ETTh1 (7 channels as independent
+  series, standard-scaled on the training rows), input 96 / 336 / 720, horizon 96, batch 32, the
+  backbones' default configs; each measurement in a fresh subprocess so peak memory is its own.
+* ``update()`` latency per new observation against ``predict(df=full_history, context="full")`` after 1k
+  and 10k steps of history.
+
+    python benchmarks/bench_forecasters.py [--quick] [--device cpu|cuda] [--backbones mamba s4 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+BACKBONES = {
+    "s4": "S4Forecaster", "s4d": "S4DForecaster", "s5": "S5Forecaster",
+    "mamba": "MambaForecaster", "mamba2": "Mamba2Forecaster", "jamba": "JambaForecaster",
+}
+
+
+def machine(device: str) -> str:
+    import torch
+
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    return f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def throughput(name: str, input_size: int, steps: int, device: str) -> dict:
+    import numpy as np
+    import torch
+
+    import ssmcast
+    from ssmcast.datasets import load_dataset
+    from ssmcast.training.losses import ForecastLoss
+    from ssmcast.training.module import ForecastNet
+
+    est = getattr(ssmcast, BACKBONES[name])(input_size=input_size, horizon=96)
+    df = load_dataset("etth1")
+    train = df.groupby("unique_id").head(8640)
+    wide = train.pivot(index="ds", columns="unique_id", values="y")
+    values = ((wide - wide.mean()) / wide.std()).to_numpy(np.float32)  # (8640, 7)
+    config = est.backbone_config()
+    net = ForecastNet(config.build(), config.d_model, 1, 1, 96, 1).to(device)
+    loss = ForecastLoss("mse")
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    series = torch.as_tensor(values.T.copy(), device=device)  # (7, T)
+
+    def batch(n=32):
+        s = rng.integers(0, 7, n)
+        t = rng.integers(0, values.shape[0] - input_size - 96, n)
+        idx = torch.as_tensor(t[:, None] + np.arange(input_size + 96), device=device)
+        w = series[torch.as_tensor(s, device=device)[:, None], idx]  # (n, L + h)
+        return w[:, :input_size, None], w[:, input_size:, None]
+
+    def train_step():
+        x, y = batch()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = net(x)
+        value = loss(out, y)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+
+    for _ in range(2):
+        train_step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    n_params = sum(p.numel() for p in net.parameters())
+    return {"windows_per_s": steps * 32 / elapsed, "peak_mb": peak / 2**20, "params": n_params}
+
+
+def streaming(name: str, history: int, n_updates: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    import ssmcast
+
+    rng = np.random.default_rng(0)
+    total = history + n_updates
+    ds = pd.date_range("2020-01-01", periods=total, freq="h")
+    y = np.sin(np.arange(total) * 2 * np.pi / 24) + 0.1 * rng.normal(size=total)
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    est = getattr(ssmcast, BACKBONES[name])(input_size=96, horizon=24, max_epochs=1, verbose=False, val_size=0,
+                                            trainer_kwargs={"max_steps": 2})
+    est.fit(frame.iloc[:history])
+    start = time.perf_counter()
+    est.predict(context="full")  # one-off: the recurrent state over the training history
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(n_updates):
+        est.update(frame.iloc[history + i : history + i + 1])
+    per_update = (time.perf_counter() - start) / n_updates
+    start = time.perf_counter()
+    est.predict(df=frame, context="full")
+    full = time.perf_counter() - start
+    return {"update_ms": per_update * 1e3, "predict_full_history_ms": full * 1e3, "state_warmup_ms": warm * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--backbones", nargs="*", default=list(BACKBONES))
+    parser.add_argument("--inputs", nargs="*", type=int, default=[96, 336, 720])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--_child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._child:
+        kind, name, a, b = json.loads(args._child)
+        result = throughput(name, a, b, args.device) if kind == "train" else streaming(name, a, b)
+        print(json.dumps(result))
+        return
+    inputs = [96] if args.quick else args.inputs
+    steps = 2 if args.quick else args.steps
+    histories = [200] if args.quick else [1000, 10000]
+    print(f"machine: {machine(args.device)}; device {args.device}")
+
+    def child(spec):
+        out = subprocess.run([sys.executable, __file__, "--device", args.device, "--_child", json.dumps(spec)],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if out.returncode:
+            return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    print("\ntraining throughput, ETTh1, horizon 96, batch 32 (windows/s, peak MB)")
+    print(f"{'backbone':8s} " + " ".join(f"{'L=' + str(L):>22s}" for L in inputs) + "   params")
+    for name in args.backbones:
+        cells, params = [], ""
+        for L in inputs:
+            r = child(["train", name, L, steps])
+            if "error" in r:
+                cells.append(f"{'error':>22s}")
+                print(f"  {name} L={L}: {r['error']}", file=sys.stderr)
+                continue
+            cells.append(f"{r['windows_per_s']:10.1f} /{r['peak_mb']:8.0f} MB")
+            params = f"{r['params']:,}"
+        print(f"{name:8s} " + " ".join(cells) + f"   {params}")
+
+    n_updates = 5 if args.quick else 20
+    print("\nstreaming: update() per new observation vs predict(df=full_history, context='full')")
+    for name in args.backbones:
+        for hist in histories:
+            r = child(["stream", name, hist, n_updates])
+            if "error" in r:
+                print(f"{name:8s} history {hist:6d}: error {r['error']}")
+                continue
+            print(f"{name:8s} history {hist:6d}: update {r['update_ms']:8.2f} ms/obs   "
+                  f"predict(full history) {r['predict_full_history_ms']:10.1f} ms   "
+                  f"ratio {r['predict_full_history_ms'] / r['update_ms']:8.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""Speed and memory of ssmcast's selective scan and SSD ops.
+
+Prints, for the machine it runs on:
+  1. selective_scan forward+backward at batch 4, dim 128, N 16, L 2048 against mambapy's pure-PyTorch
+     ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
+  2. peak memory of each (each run in its own subprocess: ru_maxrss after one forward+backward minus the
+     resident size just before it, so imports and inputs are not counted; CUDA: max_memory_allocated);
+  3. time and peak memory against L from 1k to 64k, with the fitted log-log slopes;
+  4. ssd against selective_scan at equal sizes (dim = heads * head_dim);
+  5. a chunk-size sweep for both;
+  6. the latency of one decoding step per new observation.
+All timings of one section are taken side by side (round robin); medians are reported.
+
+OMP_WAIT_POLICY defaults to PASSIVE here (set it yourself to override): with libgomp's default spin
+waiting, a machine with more busy threads than cores makes every multi-threaded op wait for a descheduled
+worker, which hurts the chunked scan (hundreds of mid-sized ops) far more than mambapy (tens of big ops);
+on the shared 2-core dev machine that made a 0.9 s run take 11-28 s.
+
+    python benchmarks/bench_selective_scan.py            # full run (a few minutes on 2 CPU cores)
+    python benchmarks/bench_selective_scan.py --quick    # smoke run, small sizes
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp; see the docstring
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ssmcast.ops.selective_scan import selective_scan, selective_state_update  # noqa: E402
+from ssmcast.ops.ssd import ssd, ssd_state_update  # noqa: E402
+
+try:
+    from mambapy.pscan import pscan as mambapy_pscan
+except ImportError:  # optional, for comparison only
+    mambapy_pscan = None
+
+
+# ------------------------------------------------------------------------------------------------
+# the contenders: each takes (u, delta, A, B, C, D) in its own layout and returns y
+# ------------------------------------------------------------------------------------------------
+
+
+def make_inputs(b, dim, N, L, device, layout="bdl", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, dim, L, generator=gen)
+    delta = F.softplus(torch.randn(b, dim, L, generator=gen) - 2.0)
+    A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(dim, 1)  # Mamba's S4D-real init
+    B, C = torch.randn(b, N, L, generator=gen), torch.randn(b, N, L, generator=gen)
+    D = torch.randn(dim, generator=gen)
+    if layout == "bld":  # mambapy's (B, L, ED) / (B, L, N) layout
+        u, delta, B, C = (t.transpose(1, 2).contiguous() for t in (u, delta, B, C))
+    return [t.to(device).requires_grad_(True) for t in (u, delta, A, B, C, D)]
+
+
+def run_ssmcast(u, delta, A, B, C, D, chunk_size=None):
+    return selective_scan(u, delta, A, B, C, D, backend="torch", chunk_size=chunk_size)
+
+
+def run_mambapy(x, delta, A, B, C, D):  # mambapy.mamba.MambaBlock.selective_scan, inputs (B, L, ED)
+    deltaA = torch.exp(delta.unsqueeze(-1) * A)  # (B, L, ED, N)
+    BX = delta.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1)  # (B, L, ED, N)
+    hs = mambapy_pscan(deltaA, BX)
+    return (hs @ C.unsqueeze(-1)).squeeze(3) + D * x
+
+
+def run_loop(u, delta, A, B, C, D):  # the obvious reference: one Python iteration per time step
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[-1]):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    return torch.stack(ys, dim=-1) + u * D[:, None]
+
+
+CONTENDERS = {"ssmcast": (run_ssmcast, "bdl"), "mambapy": (run_mambapy, "bld"), "loop": (run_loop, "bdl")}
+
+
+def forward_backward(fn, inputs, **kw):
+    for t in inputs:
+        t.grad = None
+    y = fn(*inputs, **kw)
+    y.backward(torch.ones_like(y))
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def race(cases: dict, device, repeats: int) -> dict:
+    """Median seconds of each zero-argument callable, run round robin after one warm-up each."""
+    for fn in cases.values():
+        fn()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            times[name].append(timed(fn, device))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# peak memory, measured in a fresh subprocess per case
+# ------------------------------------------------------------------------------------------------
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_child(spec: dict) -> dict:
+    device = torch.device(spec["device"])
+    torch.set_num_threads(spec["threads"])
+    fn, layout = CONTENDERS[spec["impl"]]
+    inputs = make_inputs(*spec["size"], device, layout)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        forward_backward(fn, inputs)
+        torch.cuda.synchronize()
+        return {"peak_bytes": torch.cuda.max_memory_allocated() - before}
+    before = _status_bytes("VmRSS")
+    if _reset_peak_rss():
+        forward_backward(fn, inputs)
+        peak = _status_bytes("VmHWM")
+    else:  # the high-water mark then also covers the imports: an upper bound
+        forward_backward(fn, inputs)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_bytes": max(0, peak - before)}
+
+
+def peak_memory(impl: str, size, device, threads: int) -> float:
+    """Extra peak memory (MiB) of one forward+backward, measured in a subprocess."""
+    spec = json.dumps({"impl": impl, "size": list(size), "device": str(device), "threads": threads})
+    out = subprocess.run([sys.executable, __file__, "--peak-child", spec], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])["peak_bytes"] / 2**20
+
+
+# ------------------------------------------------------------------------------------------------
+# sections
+# ------------------------------------------------------------------------------------------------
+
+
+def header(device):
+    print("== machine ==")
+    print(f"processor: {platform.processor() or platform.machine()}  platform: {platform.platform()}")
+    print(f"cpu count: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")  # fmt: skip
+    if device.type == "cuda":
+        print(f"cuda device: {torch.cuda.get_device_name(device)}")
+    print(f"load average at start: {os.getloadavg()}  (other processes share this machine: timings are noisy)")
+
+
+def section_headline(device, quick, threads, repeats):
+    size = (2, 64, 16, 512) if quick else (4, 128, 16, 2048)
+    print(f"\n== 1. selective_scan forward+backward, (batch, dim, N, L) = {size} ==")
+    cases = {}
+    for name, (fn, layout) in CONTENDERS.items():
+        if name == "mambapy" and mambapy_pscan is None:
+            continue
+        inputs = make_inputs(*size, device, layout)
+        cases[name] = lambda fn=fn, inputs=inputs: forward_backward(fn, inputs)
+    med = race(cases, device, repeats)
+    for name, t in med.items():
+        print(f"  {name:10s} {t * 1e3:9.1f} ms   ({t / med['ssmcast']:.2f}x ssmcast's time)")
+    if "mambapy" in med:
+        print(f"  speed-up over mambapy pscan: {med['mambapy'] / med['ssmcast']:.2f}x (target >= 1.5x)")
+    print(f"  speed-up over the loop: {med['loop'] / med['ssmcast']:.1f}x")
+
+    print("\n== 2. peak memory of one forward+backward (fresh subprocess each) ==")
+    mems = {}
+    for name in cases:
+        mems[name] = peak_memory(name, size, device, threads)
+        print(f"  {name:10s} {mems[name]:9.1f} MiB")
+    if "mambapy" in mems:
+        print(f"  ssmcast / mambapy peak: {mems['ssmcast'] / max(mems['mambapy'], 1e-9):.2f} (target <= 1)")
+
+
+def section_scaling(device, quick, threads, repeats):
+    b, dim, N = (1, 32, 16) if quick else (2, 64, 16)
+    Ls = [256, 512, 1024, 2048] if quick else [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+    print(f"\n== 3. scaling in L, (batch, dim, N) = {(b, dim, N)} ==")
+    times, mems = [], []
+    for L in Ls:
+        inputs = make_inputs(b, dim, N, L, device)
+        t = race({"s": lambda inputs=inputs: forward_backward(run_ssmcast, inputs)}, device, max(1, repeats // 2))
+        times.append(t["s"])
+        mems.append(peak_memory("ssmcast", (b, dim, N, L), device, threads))
+        print(f"  L={L:6d}  {t['s'] * 1e3:9.1f} ms  {t['s'] / L * 1e6:7.2f} us/step  peak {mems[-1]:8.1f} MiB")
+    slope_t = np.polyfit(np.log(Ls), np.log(times), 1)[0]
+    per_step, fixed = np.polyfit(Ls, mems, 1)
+    rel = np.abs(np.polyval([per_step, fixed], Ls) - mems).max() / max(mems)
+    slope_m = np.polyfit(np.log(Ls), np.log(np.maximum(np.array(mems) - fixed, 1e-3)), 1)[0]
+    print(f"  log-log slope of time: {slope_t:.2f} (linear = 1)")
+    print(f"  peak memory ~ {fixed:.1f} MiB + {per_step * 2**10:.2f} KiB per step (worst misfit {rel:.0%}); "
+          f"log-log slope of the part above the constant: {slope_m:.2f}")  # fmt: skip
+
+
+def ssd_inputs(b, L, h, p, N, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, L, h, p, generator=gen)
+    dt = F.softplus(torch.randn(b, L, h, generator=gen) - 2.0)
+    A = -torch.rand(h, generator=gen) * 4 - 0.5
+    B, C = torch.randn(b, L, 1, N, generator=gen), torch.randn(b, L, 1, N, generator=gen)
+    return [t.to(device).requires_grad_(True) for t in (x, dt, A, B, C)]
+
+
+def ssd_as_selective_scan(x, dt, A, B, C, chunk_size=None):
+    b, L, h, p = x.shape
+    N = B.shape[-1]
+    u = x.reshape(b, L, h * p).transpose(1, 2)
+    delta = dt.repeat_interleave(p, dim=2).transpose(1, 2)
+    A_full = A.repeat_interleave(p)[:, None].expand(h * p, N)
+    return selective_scan(u, delta, A_full, B.permute(0, 2, 3, 1), C.permute(0, 2, 3, 1), backend="torch",
+                          chunk_size=chunk_size)  # fmt: skip
+
+
+def section_ssd(device, quick, repeats):
+    b, L, h, p, N = (2, 512, 4, 16, 16) if quick else (4, 2048, 8, 16, 16)
+    print(f"\n== 4. ssd vs selective_scan, forward+backward, batch {b}, L {L}, heads {h} x head_dim {p}, N {N} ==")
+    inputs = ssd_inputs(b, L, h, p, N, device)
+    med = race({
+        "ssd": lambda: forward_backward(lambda *a: ssd(*a, None, backend="torch"), inputs),
+        "selective_scan": lambda: forward_backward(ssd_as_selective_scan, inputs),
+    }, device, repeats)  # fmt: skip
+    for name, t in med.items():
+        print(f"  {name:16s} {t * 1e3:9.1f} ms")
+    print(f"  selective_scan / ssd time: {med['selective_scan'] / med['ssd']:.2f}x (ssd with its default chunk)")
+
+
+def section_chunk_sweep(device, quick, repeats):
+    size = (2, 64, 16, 512) if quick else (4, 128, 16, 2048)
+    print(f"\n== 5. chunk-size sweep, forward+backward, selective_scan at {size} (default: None) ==")
+    inputs = make_inputs(*size, device)
+    sizes = [None, 64, 256, 1024] if quick else [None, 64, 128, 256, 512, 1024, 2048]
+    med = race({cs: lambda cs=cs: forward_backward(run_ssmcast, inputs, chunk_size=cs) for cs in sizes}, device,
+               max(1, repeats // 2))  # fmt: skip
+    print("  " + "  ".join(f"{str(cs):>6s}: {t * 1e3:7.1f} ms" for cs, t in med.items()))
+    b, L, h, p, N = (2, 512, 4, 16, 16) if quick else (4, 2048, 8, 16, 16)
+    print(f"  ssd, batch {b}, L {L}, heads {h} x head_dim {p}, N {N}:")
+    x_inputs = ssd_inputs(b, L, h, p, N, device)
+    chunks = [None, 32, 64, 128] if quick else [None, 16, 32, 64, 128, 256]
+    med = race({cs: lambda cs=cs: forward_backward(lambda *a: ssd(*a, cs, backend="torch"), x_inputs)
+                for cs in chunks}, device, max(1, repeats // 2))  # fmt: skip
+    print("  " + "  ".join(f"{str(cs):>6s}: {t * 1e3:7.1f} ms" for cs, t in med.items()))
+
+
+def section_step(device, quick):
+    steps = 200 if quick else 2000
+    print(f"\n== 6. decoding latency per new observation (median of {steps} steps, no grad) ==")
+    for b, dim, N in [(1, 128, 16), (32, 256, 16)]:
+        gen = torch.Generator().manual_seed(0)
+        state = torch.zeros(b, dim, N, device=device)
+        x, dt = torch.randn(b, dim, generator=gen).to(device), torch.rand(b, dim, generator=gen).to(device)
+        A = -torch.rand(dim, N, generator=gen).to(device)
+        Bt, Ct = torch.randn(b, N, generator=gen).to(device), torch.randn(b, N, generator=gen).to(device)
+        D = torch.randn(dim, generator=gen).to(device)
+        args = (state, x, dt, A, Bt, Ct, D, x, None, True)
+        with torch.no_grad():
+            ts = [timed(lambda args=args: selective_state_update(*args), device) for _ in range(steps)]
+        print(f"  selective_state_update (batch {b}, dim {dim}, N {N}): {statistics.median(ts) * 1e6:7.1f} us")
+    for b, h, p, N in [(1, 8, 16, 16), (32, 16, 16, 64)]:
+        gen = torch.Generator().manual_seed(0)
+        state = torch.zeros(b, h, p, N, device=device)
+        x = torch.randn(b, h, p, generator=gen).to(device)
+        dt, A = torch.rand(b, h, generator=gen).to(device), -torch.rand(h, generator=gen).to(device)
+        Bt, Ct = torch.randn(b, 1, N, generator=gen).to(device), torch.randn(b, 1, N, generator=gen).to(device)
+        args = (state, x, dt, A, Bt, Ct, None, x, None, True)
+        with torch.no_grad():
+            ts = [timed(lambda args=args: ssd_state_update(*args), device) for _ in range(steps)]
+        print(f"  ssd_state_update (batch {b}, heads {h} x head_dim {p}, N {N}): "
+              f"{statistics.median(ts) * 1e6:7.1f} us")  # fmt: skip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads (1 gives steadier numbers on a shared machine)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 5, quick 2)")
+    parser.add_argument("--sections", default="1,3,4,5,6", help="comma-separated sections to run (2 runs with 1)")
+    parser.add_argument("--peak-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_child:
+        print(json.dumps(peak_memory_child(json.loads(args.peak_child))))
+        return
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    repeats = args.repeats or (2 if args.quick else 5)
+    sections = {int(x) for x in args.sections.split(",")}
+    header(device)
+    if 1 in sections:
+        section_headline(device, args.quick, args.threads, repeats)
+    if 3 in sections:
+        section_scaling(device, args.quick, args.threads, repeats)
+    if 4 in sections:
+        section_ssd(device, args.quick, repeats)
+    if 5 in sections:
+        section_chunk_sweep(device, args.quick, repeats)
+    if 6 in sections:
+        section_step(device, args.quick)
+
+
+if __name__ == "__main__":
+    main()

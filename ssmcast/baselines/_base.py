@@ -1,0 +1,261 @@
+"""The shared machinery of the classical baselines: one model per series, fitted in parallel, with fallbacks.
+
+A baseline subclasses :class:`BaselineForecaster` and implements ``_fit_series(y, m) -> SeriesFit`` (estimate
+one series; raise on failure) and, for state space models, ``_filter(fit, y)`` (the model with the fitted
+parameters, filtered on a history ``y``) and ``_model_forecast(results, h, levels)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from ssmcast.data.frames import future_timestamps, infer_freq, validate
+from ssmcast.forecasting import check_quantiles, forecast_frame, season_length_from_freq
+
+from .simple import naive2_forecast, naive_forecast, seasonal_naive_forecast
+
+__all__ = ["BaselineForecaster", "FallbackWarning", "SeriesFit"]
+
+
+class FallbackWarning(UserWarning):
+    """A series' model could not be fitted; a simpler, documented model forecasts that series instead."""
+
+
+@dataclass
+class SeriesFit:
+    """What a fitted series keeps: enough to re-filter its model on any history without re-estimation.
+
+    ``method`` is ``"model"`` for the estimator's own model, else one of the parameter-free methods
+    ``"naive"``, ``"seasonal_naive"``, ``"naive2"``, ``"constant"``.
+    """
+
+    name: str
+    method: str = "model"
+    spec: dict = field(default_factory=dict)
+    params: np.ndarray | None = None
+    param_names: list[str] = field(default_factory=list)
+    season_length: int = 1
+    fallback: str | None = None
+    stats: dict = field(default_factory=dict)
+
+
+def _check_int(value, name: str, *, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < minimum:
+        none = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{none}; got {value!r}")
+
+
+def _fit_task(estimator, uid: str, y: np.ndarray, m: int) -> tuple[str, SeriesFit, list[str]]:
+    """Fit one series (in a worker): the model, else its fallback. Warnings are recorded, not raised."""
+    # one BLAS thread: the matrices are tiny and multithreaded OpenBLAS is up to 8x slower on them;
+    # parallelism comes from n_jobs over series
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("always")
+        try:
+            fit = estimator._fit_series(y, m)
+        except Exception as err:  # noqa: BLE001 - any failure of one series must not crash the batch
+            fit = estimator._fallback(y, m, f"{type(err).__name__}: {err}")
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return uid, fit, messages
+
+
+def _forecast_task(estimator, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float]):
+    with threadpool_limits(limits=1, user_api="blas"):
+        return estimator._forecast(fit, y, h, levels)
+
+
+class BaselineForecaster(BaseEstimator):
+    """Base of the classical baselines (see the module docstring); not used directly.
+
+    Fitted attributes: ``freq_``, ``season_length_``, ``models_`` (``unique_id -> SeriesFit``),
+    ``fallbacks_`` (``unique_id -> reason`` for the series that fell back), ``fit_warnings_``
+    (``unique_id -> [messages]`` caught while fitting, e.g. statsmodels ``ConvergenceWarning``).
+    """
+
+    has_parameters = True  # False: the model is recomputed from any history, so unknown ids are fine
+    min_length = 1
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def _check_params(self) -> None:
+        """Validate the constructor arguments (called by ``fit``)."""
+
+    def _check_season_length(self, m: int) -> None:
+        """Validate the arguments that depend on the resolved season length (called by ``fit``)."""
+
+    def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:
+        raise NotImplementedError
+
+    def _filter(self, fit: SeriesFit, y: np.ndarray):
+        raise NotImplementedError
+
+    def _model_forecast(self, results, h: int, levels: list[float]):
+        """``(mean, {q: values})`` from a statsmodels state space results object: mean + se * Phi^-1(q)."""
+        forecast = results.get_forecast(h)
+        mean = np.asarray(forecast.predicted_mean, dtype=float)
+        se = np.asarray(forecast.se_mean, dtype=float)
+        return mean, {q: mean + se * norm.ppf(q) for q in levels}
+
+    def _fallback_method(self, y: np.ndarray, m: int) -> str:
+        return "seasonal_naive" if m > 1 and len(y) >= 2 * m else "naive"
+
+    # ------------------------------------------------------------------ shared machinery
+
+    def _fallback(self, y: np.ndarray, m: int, reason: str) -> SeriesFit:
+        method = self._fallback_method(y, m)
+        return SeriesFit(name=method, method=method, season_length=m, fallback=reason)
+
+    def _forecast(self, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float]):
+        if fit.method == "model":
+            return self._model_forecast(self._filter(fit, y), h, levels)
+        if fit.method in ("naive", "constant"):
+            return naive_forecast(y, h, levels)
+        if fit.method == "seasonal_naive":
+            return seasonal_naive_forecast(y, fit.season_length, h, levels)
+        if fit.method == "naive2":
+            return naive2_forecast(y, fit.season_length, h, levels)
+        raise ValueError(f"unknown method {fit.method!r}")
+
+    def _check_common(self) -> None:
+        _check_int(self.season_length, "season_length", minimum=1, allow_none=True)
+        _check_int(self.horizon, "horizon", minimum=1, allow_none=True)
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, Integral)):
+            raise ValueError(f"n_jobs must be an integer or None; got {self.n_jobs!r}")
+
+    def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object]]:
+        out = []
+        for uid, group in data.groupby("unique_id", sort=True):
+            out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), group["ds"].iloc[-1]))
+        return out
+
+    def _parallel(self, tasks, total: int, desc: str):
+        runner = Parallel(n_jobs=self.n_jobs, return_as="generator")
+        return tqdm(runner(tasks), total=total, desc=desc, disable=not self.verbose, leave=False)
+
+    def fit(self, df, y=None):
+        """Fit one model per series of ``df`` (long/wide/Series; see :func:`ssmcast.data.frames.to_long`).
+
+        Series whose model fails fall back to a simpler model with a :class:`FallbackWarning`
+        (see ``fallbacks_``). ``y`` is ignored (sklearn compatibility). Returns ``self``.
+        """
+        self._check_common()
+        self._check_params()
+        data = validate(df, min_length=self.min_length)
+        freq = infer_freq(data)
+        m = self.season_length if self.season_length is not None else season_length_from_freq(freq)
+        self._check_season_length(m)
+        series = self._series(data)
+        worker = clone(self)
+        tasks = (delayed(_fit_task)(worker, uid, y_, m) for uid, y_, _ in series)
+        fitted = {uid: (fit, messages) for uid, fit, messages in self._parallel(tasks, len(series), "fit")}
+
+        self.freq_ = freq
+        self.season_length_ = int(m)
+        self.models_ = {uid: fitted[uid][0] for uid, _, _ in series}
+        self.history_ = {uid: (y_, last) for uid, y_, last in series}
+        self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
+        self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _ in series if fitted[uid][1]}
+        for uid, reason in self.fallbacks_.items():
+            warnings.warn(
+                f"{type(self).__name__}: series {uid!r} could not be fitted ({reason}); "
+                f"falling back to {self.models_[uid].name}",
+                FallbackWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _resolve_h(self, h) -> int:
+        if h is None:
+            h = self.horizon
+            if h is None:
+                raise ValueError("h is required: pass predict(h=...) or set the horizon parameter")
+        if isinstance(h, (bool, np.bool_)) or not isinstance(h, Integral) or h <= 0:
+            raise ValueError(f"h must be a positive integer; got {h!r}")
+        return int(h)
+
+    def predict(self, h: int | None = None, df=None, quantiles=None) -> pd.DataFrame:
+        """Forecast ``h`` steps (default: the ``horizon`` parameter) after the end of each series.
+
+        Without ``df``: after each training series. With ``df`` (a new history, long/wide/Series): every
+        series of ``df`` is re-filtered with its fitted parameters (no re-estimation) and forecast from
+        the end of ``df``; ids not seen in ``fit`` raise ``ValueError`` for models with estimated
+        parameters. ``quantiles`` adds one ``y_pred_q{q}`` column per level. Returns the long frame
+        ``unique_id, ds, y_pred[, y_pred_q...]``.
+        """
+        check_is_fitted(self, "models_")
+        h = self._resolve_h(h)
+        levels = check_quantiles(quantiles)
+        if df is None:
+            items = [(uid, self.models_[uid], y_, last) for uid, (y_, last) in self.history_.items()]
+        else:
+            data = validate(df, min_length=1, freq=self.freq_)
+            series = self._series(data)
+            unknown = [uid for uid, _, _ in series if uid not in self.models_]
+            if unknown and self.has_parameters:
+                shown = ", ".join(map(repr, unknown[:5]))
+                shown += f" ... ({len(unknown)} in all)" if len(unknown) > 5 else ""
+                raise ValueError(
+                    f"df holds series not seen in fit: {shown}; {type(self).__name__} has per-series "
+                    "parameters, so fit on those series first"
+                )
+            items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last) for uid, y_, last in series]
+        worker = clone(self)
+        tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels) for _, fit, y_, _ in items)
+        outputs = list(self._parallel(tasks, len(items), "predict"))
+
+        ids, stamps, means = [], [], []
+        columns = {q: [] for q in levels}
+        for (uid, _, _, last), (mean, qs) in zip(items, outputs):
+            ids.extend([uid] * h)
+            stamps.extend(future_timestamps(last, self.freq_, h))
+            means.append(mean)
+            for q in levels:
+                columns[q].append(qs[q])
+        if not items:
+            return forecast_frame([], [], [], {q: [] for q in levels})
+        return forecast_frame(ids, stamps, np.concatenate(means), {q: np.concatenate(v) for q, v in columns.items()})
+
+    def _parameter_free_fit(self) -> SeriesFit:
+        raise NotImplementedError
+
+    def summary(self) -> pd.DataFrame:
+        """One row per series: the model used, whether it fell back (and why), and its fit statistics."""
+        check_is_fitted(self, "models_")
+        rows = []
+        for uid, fit in self.models_.items():
+            rows.append({"unique_id": uid, "model": fit.name, "fallback": fit.fallback, **fit.stats})
+        return pd.DataFrame(rows)
+
+    def results(self, unique_id: str, df=None):
+        """The statsmodels results of one series: its fitted model filtered on the training history, or on
+        the history of that series in ``df`` (parameters fixed)."""
+        check_is_fitted(self, "models_")
+        uid = str(unique_id)
+        if uid not in self.models_:
+            raise ValueError(f"unknown unique_id {unique_id!r}; fitted series: {list(self.models_)[:5]}...")
+        fit = self.models_[uid]
+        if fit.method != "model":
+            raise ValueError(f"series {uid!r} uses the parameter-free method {fit.name!r}: no statsmodels results")
+        if df is None:
+            y = self.history_[uid][0]
+        else:
+            data = validate(df, min_length=1, freq=self.freq_)
+            data = data[data["unique_id"] == uid]
+            if data.empty:
+                raise ValueError(f"df has no rows for series {uid!r}")
+            y = data["y"].to_numpy(dtype=float)
+        return self._filter(fit, y)
+

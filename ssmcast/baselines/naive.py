@@ -1,0 +1,71 @@
+"""Parameter-free baselines: naive, seasonal naive and the M4 Naive2 benchmark (see :mod:`.simple`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import BaselineForecaster, SeriesFit
+
+__all__ = ["NaiveForecaster", "SeasonalNaiveForecaster", "Naive2Forecaster"]
+
+
+class _ParameterFree(BaselineForecaster):
+    has_parameters = False
+    method = "naive"
+
+    def __init__(self, season_length: int | None = None, horizon: int | None = None, n_jobs: int | None = 1,
+                 verbose: bool = False):
+        self.season_length = season_length
+        self.horizon = horizon
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:
+        return SeriesFit(name=self.method, method=self.method, season_length=m)
+
+    def _parameter_free_fit(self) -> SeriesFit:
+        return SeriesFit(name=self.method, method=self.method, season_length=self.season_length_)
+
+
+class NaiveForecaster(_ParameterFree):
+    """Repeats each series' last value; random-walk prediction intervals (``se_h = sigma sqrt(h)``).
+
+    ``season_length`` is unused (kept for a uniform signature). ``predict(h)`` needs ``h`` unless
+    ``horizon`` is set. Series in ``predict(df=...)`` need not have been seen in ``fit``.
+    """
+
+
+class SeasonalNaiveForecaster(_ParameterFree):
+    """Repeats each series' last observed season (``season_length``, default from the data frequency:
+    24 hourly, 7 daily, 52 weekly, 12 monthly; 1 for integer time stamps).
+
+    A series shorter than ``2 * season_length`` falls back to the naive forecast (:class:`FallbackWarning`).
+    """
+
+    method = "seasonal_naive"
+
+    def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:
+        if len(y) < 2 * m:
+            raise ValueError(f"series has {len(y)} values; the seasonal naive needs 2 * season_length = {2 * m}")
+        return super()._fit_series(y, m)
+
+    def _fallback_method(self, y: np.ndarray, m: int) -> str:
+        return "naive"
+
+    def _forecast(self, fit, y, h, levels):
+        if fit.method == "seasonal_naive" and len(y) < 2 * fit.season_length:
+            raise ValueError(
+                f"a history of {len(y)} values is too short for the seasonal naive forecast "
+                f"(needs 2 * season_length = {2 * fit.season_length})"
+            )
+        return super()._forecast(fit, y, h, levels)
+
+
+class Naive2Forecaster(_ParameterFree):
+    """The M4 Naive2 benchmark: the naive forecast of the seasonally adjusted series, re-seasonalised.
+
+    A series is adjusted (multiplicative classical decomposition, centred moving average) only when the
+    M4 90% autocorrelation seasonality test at lag ``season_length`` passes; otherwise Naive2 is naive.
+    """
+
+    method = "naive2"

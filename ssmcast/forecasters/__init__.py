@@ -1,0 +1,22 @@
+"""Neural forecasters: scikit-learn-style estimators over the SSM backbones, trained by Lightning."""
+
+from ssmcast.forecasters.base import NeuralForecaster, load
+from ssmcast.forecasters.neural import (
+    JambaForecaster,
+    Mamba2Forecaster,
+    MambaForecaster,
+    S4DForecaster,
+    S4Forecaster,
+    S5Forecaster,
+)
+
+__all__ = [
+    "NeuralForecaster",
+    "S4Forecaster",
+    "S4DForecaster",
+    "S5Forecaster",
+    "MambaForecaster",
+    "Mamba2Forecaster",
+    "JambaForecaster",
+    "load",
+]

@@ -1,0 +1,823 @@
+"""The one base class behind every neural forecaster.
+
+A forecaster class is its backbone config and nothing else (see ``neural.py``); this module does the
+work: data preparation (validation, per-series scaling fitted on the training part, covariates,
+calendar features), Lightning training, direct multi-horizon and recursive prediction, streaming
+``update()`` through the backbones' recurrent ``step``, and ``save``/``load`` without pickle.
+
+Vocabulary: a *unit* is one training sample stream. With ``channel_mode="independent"`` each series is
+a unit with one target channel; with ``"mixed"`` the whole panel is one unit whose channels are the
+series (they must share their time stamps).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ssmcast.backbones.config import BackboneConfig
+from ssmcast.data.frames import ID, TARGET, TIME, as_offset, future_timestamps, infer_freq, to_long, validate
+from ssmcast.data.scaling import SeriesScaler
+from ssmcast.data.windows import BatchedWindows, SeriesPanel, WindowDataset, collate_windows
+from ssmcast.forecasters.features import calendar_features
+from ssmcast.forecasting import check_quantiles, forecast_frame
+
+CHANNEL_MODES = ("independent", "mixed")
+CONTEXTS = ("window", "full")
+SCALERS = ("standard", "robust", None)
+_FORMAT_VERSION = 1
+
+
+class NeuralForecaster(BaseEstimator):
+    """Global SSM forecaster over many series (base class; use ``S4Forecaster``, ``MambaForecaster``...).
+
+    Parameters
+    ----------
+    input_size, horizon : context length fed to the model and number of steps it forecasts directly.
+    backbone : the backbone config (e.g. ``MambaConfig(d_model=64)``); ``None`` uses the class default.
+        Its fields are reachable as ``backbone__<field>`` through ``get_params``/``set_params``.
+    max_epochs, batch_size, learning_rate, weight_decay, lr_schedule ("cosine", "onecycle" or None),
+    gradient_clip_val, early_stopping_patience : training settings (AdamW with the backbone's parameter
+        groups; early stopping and best-checkpoint restore on the validation loss).
+    val_size : target steps per series held out (from the end of the training frame) for validation
+        when ``fit`` gets no ``val_df``; 0 disables validation (and early stopping).
+    loss : "mse", "mae", "huber", "gaussian", "student_t"; with ``quantiles`` set the pinball loss is
+        used and the model forecasts those quantiles (plus the median).
+    channel_mode : "independent" (each series a sample) or "mixed" (the series are channels of one
+        sample; all series must share their time stamps).
+    scaler : per-series "standard" or "robust" scaling fitted on the training part, or None.
+    revin : reversible instance normalisation of every input window (not with ``context="full"``).
+    past_covariates, future_covariates, static_features : column names in the training frame; future
+        covariates must also be given over the forecast horizon at predict time (``future_df``).
+    calendar_features : add sin/cos calendar encodings of the time stamps as future-known covariates.
+    window_step : stride between training windows.
+    fill : missing-data policy passed to :func:`ssmcast.data.validate` (None raises on gaps/NaN).
+    accelerator, precision ("auto": bf16 mixed precision on a GPU, float32 on CPU), seed, verbose,
+    checkpoint_dir (enables checkpoints and ``fit(resume=True)``), trainer_kwargs (anything else for
+    ``lightning.Trainer``, e.g. ``{"strategy": "ddp", "devices": 2}``).
+    """
+
+    backbone_config: type[BackboneConfig] = BackboneConfig
+
+    def __init__(
+        self,
+        input_size: int = 96,
+        horizon: int = 96,
+        backbone: BackboneConfig | None = None,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.01,
+        lr_schedule: str | None = "cosine",
+        gradient_clip_val: float | None = 1.0,
+        early_stopping_patience: int | None = 3,
+        val_size: int | None = None,
+        loss: str = "mse",
+        quantiles: list[float] | None = None,
+        channel_mode: str = "independent",
+        scaler: str | None = "standard",
+        revin: bool = False,
+        past_covariates: list[str] | None = None,
+        future_covariates: list[str] | None = None,
+        static_features: list[str] | None = None,
+        calendar_features: bool = False,
+        window_step: int = 1,
+        fill: str | None = None,
+        accelerator: str = "auto",
+        precision: str | None = "auto",
+        seed: int | None = 0,
+        verbose: bool = True,
+        checkpoint_dir: str | None = None,
+        trainer_kwargs: dict | None = None,
+    ):
+        self.input_size = input_size
+        self.horizon = horizon
+        self.backbone = backbone
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.gradient_clip_val = gradient_clip_val
+        self.early_stopping_patience = early_stopping_patience
+        self.val_size = val_size
+        self.loss = loss
+        self.quantiles = quantiles
+        self.channel_mode = channel_mode
+        self.scaler = scaler
+        self.revin = revin
+        self.past_covariates = past_covariates
+        self.future_covariates = future_covariates
+        self.static_features = static_features
+        self.calendar_features = calendar_features
+        self.window_step = window_step
+        self.fill = fill
+        self.accelerator = accelerator
+        self.precision = precision
+        self.seed = seed
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.trainer_kwargs = trainer_kwargs
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def _backbone(self) -> BackboneConfig:
+        return copy.deepcopy(self.backbone) if self.backbone is not None else self.backbone_config()
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = super().get_params(deep=deep)
+        if deep and self.backbone is None:
+            for key, value in self.backbone_config().get_params().items():
+                params[f"backbone__{key}"] = value
+        return params
+
+    def set_params(self, **params):
+        if self.backbone is None and any(k.startswith("backbone__") for k in params):
+            self.backbone = self.backbone_config()
+        return super().set_params(**params)
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        for name in ("input_size", "horizon", "max_epochs", "batch_size", "window_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.channel_mode not in CHANNEL_MODES:
+            raise ValueError(f"channel_mode must be one of {CHANNEL_MODES}; got {self.channel_mode!r}")
+        if self.scaler not in SCALERS:
+            raise ValueError(f"scaler must be one of {SCALERS}; got {self.scaler!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
+        if self.backbone is not None and not isinstance(self.backbone, BackboneConfig):
+            raise ValueError(
+                f"backbone must be a backbone config such as {self.backbone_config.__name__}(...); "
+                f"got {type(self.backbone).__name__}"
+            )
+        if self.channel_mode == "mixed" and (self.past_covariates or self.future_covariates or self.static_features):
+            raise ValueError(
+                "channel_mode='mixed' treats every series as a channel and takes no covariates; "
+                "use channel_mode='independent' with past_covariates/future_covariates/static_features"
+            )
+        if self.val_size is not None and (not isinstance(self.val_size, (int, np.integer)) or self.val_size < 0):
+            raise ValueError(f"val_size must be a non-negative integer or None; got {self.val_size!r}")
+        from ssmcast.training.losses import ForecastLoss
+
+        ForecastLoss("quantile" if self.quantiles else self.loss, check_quantiles(self.quantiles))
+
+    def _columns(self) -> tuple[list[str], list[str], list[str]]:
+        as_list = lambda v: [v] if isinstance(v, str) else list(v or [])
+        return as_list(self.past_covariates), as_list(self.future_covariates), as_list(self.static_features)
+
+    def _validate_frame(self, df, what: str, min_length: int = 1) -> pd.DataFrame:
+        past, future, static = self._columns()
+        wanted = past + future + static
+        frame = to_long(df)
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what} lacks the covariate column(s) {missing} given at construction")
+        return validate(frame, min_length=min_length, fill=self.fill, covariates=wanted,
+                        freq=getattr(self, "freq_", None))
+
+    # ------------------------------------------------------------------ data preparation
+    def _fit_scaler(self, train: pd.DataFrame, value_cols: list[str]) -> None:
+        """Per-series ``loc_``/``scale_`` ``(n_series, n_values)`` fitted on the training rows only."""
+        if self.scaler is None:
+            self.loc_ = np.zeros((len(self.ids_), len(value_cols)))
+            self.scale_ = np.ones((len(self.ids_), len(value_cols)))
+            return
+        scaler = SeriesScaler(self.scaler, columns=value_cols).fit(train)
+        rows = scaler.series_index(np.asarray(self.ids_, dtype=object))
+        self.loc_, self.scale_ = scaler.loc_[rows], scaler.scale_[rows]
+
+    def _series_arrays(self, frame: pd.DataFrame, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Scaled values ``(T, n_values)`` and stamps of each series in ``frame``."""
+        past, future, _ = self._columns()
+        value_cols = [TARGET, *past, *future]
+        out = {}
+        index = {uid: i for i, uid in enumerate(self.ids_)}
+        for uid, group in frame.groupby(ID, sort=False):
+            i = index[uid]
+            values = (group[value_cols].to_numpy(np.float64) - self.loc_[i]) / self.scale_[i]
+            out[uid] = {"values": values.astype(np.float32), "ds": group[TIME].to_numpy()}
+        return {uid: out[uid] for uid in ids if uid in out}
+
+    def _calendar(self, ds) -> np.ndarray:
+        if not self.calendar_features:
+            return np.zeros((len(ds), 0), np.float32)
+        return calendar_features(ds, self.freq_)
+
+    def _unit_inputs(self, series: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Turn per-series arrays into units: ``X (T, n_inputs)`` = targets, past, future, calendar."""
+        if self.channel_mode == "mixed":
+            ds = [s["ds"] for s in series.values()]
+            lengths = {len(d) for d in ds}
+            if len(lengths) != 1 or any(not np.array_equal(d, ds[0]) for d in ds[1:]):
+                raise ValueError(
+                    "channel_mode='mixed' needs every series to share the same time stamps; "
+                    f"series {list(series)} differ (lengths {sorted(lengths)})"
+                )
+            X = np.concatenate([s["values"] for s in series.values()], axis=1)
+            X = np.concatenate([X, self._calendar(ds[0])], axis=1)
+            return [{"ids": list(series), "X": X, "ds": ds[0], "static": np.zeros(0, np.float32)}]
+        units = []
+        for uid, s in series.items():
+            X = np.concatenate([s["values"], self._calendar(s["ds"])], axis=1)
+            static = self.static_values_.get(uid, np.zeros(0, np.float32))
+            units.append({"ids": [uid], "X": X, "ds": s["ds"], "static": static})
+        return units
+
+    @property
+    def _future_slice(self) -> slice:
+        """Columns of ``X`` known in advance (future covariates, calendar)."""
+        past, future, _ = self._columns()
+        start = self.n_targets_ + (len(past) if self.channel_mode == "independent" else 0)
+        return slice(start, self.n_inputs_)
+
+    def _windows(self, units, first_target: list[int] | None = None) -> BatchedWindows:
+        """Training/validation windows over the units (targets from ``first_target[u]`` on, contexts may
+        reach back), gathered a batch at a time from one contiguous panel."""
+        C, fs = self.n_targets_, self._future_slice
+        X = np.concatenate([u["X"] for u in units])  # (total, n_inputs)
+        lengths = np.array([len(u["X"]) for u in units])
+        static = np.stack([u["static"] for u in units])
+        panel = SeriesPanel(
+            X[:, :C], np.concatenate([[0], np.cumsum(lengths)]),
+            past=X[:, C : fs.start] if fs.start > C else None,
+            future=X[:, fs] if fs.stop > fs.start else None,
+            static=static if static.shape[1] else None,
+        )
+        target_range = None
+        if first_target is not None:
+            target_range = np.stack([np.asarray(first_target), lengths], axis=1)
+        dataset = WindowDataset(panel, self.input_size, self.horizon, step=self.window_step, target_range=target_range)
+        return BatchedWindows(dataset)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, df, val_df=None, resume: bool = False, ckpt_path: str | None = None):
+        """Fit one global model over every series of ``df`` (long, wide or a Series).
+
+        ``val_df`` (optional) continues each training series for validation (its windows may reach back
+        into ``df`` for context); without it the last ``val_size`` steps of each series are held out.
+        ``resume=True`` continues from the last checkpoint in ``checkpoint_dir``; ``ckpt_path`` from
+        that checkpoint file.
+        """
+        import lightning as L
+        import torch
+
+        from ssmcast.training.losses import ForecastLoss
+        from ssmcast.training.module import ForecastModule, ForecastNet
+        from ssmcast.training.sampling import EpochShuffleSampler
+        from ssmcast.training.trainer import build_trainer, quiet_lightning
+
+        self._check_params()
+        if resume and ckpt_path is None:
+            if self.checkpoint_dir is None:
+                raise ValueError("resume=True needs checkpoint_dir (where the interrupted fit saved last.ckpt)")
+            last = Path(self.checkpoint_dir) / "last.ckpt"
+            ckpt_path = str(last) if last.exists() else None
+            if ckpt_path is None:
+                warnings.warn(f"resume=True but no checkpoint in {self.checkpoint_dir}; training from scratch",
+                              UserWarning, stacklevel=2)
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
+        self.freq_ = None
+        min_len = self.input_size + self.horizon
+        frame = self._validate_frame(df, "the training frame", min_length=1)
+        self.freq_ = infer_freq(frame)
+        self.ids_ = list(pd.unique(frame[ID]))
+        past, future, static = self._columns()
+        lengths = frame.groupby(ID, sort=False).size()
+
+        held_out = 0
+        if val_df is None:
+            held_out = self.horizon if self.val_size is None else int(self.val_size)
+            if held_out and (lengths < min_len + held_out).any():
+                held_out = 0 if self.val_size is None else held_out  # default: validate only when possible
+        short = lengths[lengths < min_len + held_out]
+        if len(short) == len(lengths):
+            raise ValueError(
+                f"every series is shorter than input_size + horizon{' + val_size' if held_out else ''} = "
+                f"{min_len + held_out} (longest has {lengths.max()} rows): lower input_size/horizon or give more data"
+            )
+        if len(short) and self.channel_mode == "mixed":
+            raise ValueError(f"series {list(short.index[:5])} are shorter than {min_len + held_out} rows")
+        train_rows = frame.groupby(ID, sort=False).cumcount() < frame[ID].map(lengths - held_out)
+        self._fit_scaler(frame[train_rows.to_numpy()], [TARGET, *past, *future])
+        self.static_values_ = {}
+        if static:
+            per_series = frame.groupby(ID, sort=False)[static]
+            varying = [c for c in static if (per_series.nunique()[c] > 1).any()]
+            if varying:
+                raise ValueError(f"static_features {varying} vary within a series; they must be constant per series")
+            table = per_series.first()
+            self.static_values_ = {uid: table.loc[uid].to_numpy(np.float32) for uid in self.ids_}
+
+        series = self._series_arrays(frame, self.ids_)
+        units = self._unit_inputs(series)
+        self.n_targets_ = len(self.ids_) if self.channel_mode == "mixed" else 1
+        self.n_inputs_ = units[0]["X"].shape[1]
+        n_future = self.n_inputs_ - self._future_slice.start
+        n_static = len(static)
+
+        cut = [len(u["X"]) - held_out for u in units]
+        train_units = [dict(u, X=u["X"][:c], ds=u["ds"][:c]) for u, c in zip(units, cut)]
+        train_set = self._windows(train_units)
+        val_set = None
+        if val_df is not None:
+            val_frame = self._validate_frame(val_df, "val_df")
+            unknown = sorted(set(val_frame[ID]) - set(self.ids_))
+            if unknown:
+                raise ValueError(f"val_df has series not in the training frame: {unknown[:5]}")
+            combined = pd.concat([frame, val_frame], ignore_index=True)
+            full = self._unit_inputs(self._series_arrays(validate(combined, freq=self.freq_), self.ids_))
+            val_set = self._windows(full, first_target=[len(u["X"]) for u in units])
+        elif held_out:
+            val_set = self._windows(units, first_target=cut)
+        if len(train_set) == 0:
+            raise ValueError("no training window fits: lower input_size/horizon/val_size or give longer series")
+        if val_set is not None and len(val_set) == 0:
+            val_set = None
+
+        self.loss_fn_ = ForecastLoss("quantile" if self.quantiles else self.loss, check_quantiles(self.quantiles))
+        if self.seed is not None:
+            L.seed_everything(int(self.seed), workers=True, verbose=False)
+        config = self._backbone()
+        self.backbone_ = config
+        net = ForecastNet(
+            config.build(), config.d_model, self.n_inputs_, self.n_targets_, self.horizon,
+            self.loss_fn_.n_params, n_future=n_future, n_static=n_static, revin=self.revin,
+        )
+        module = ForecastModule(net, self.loss_fn_, self.learning_rate, self.weight_decay, self.lr_schedule)
+        tmp = None
+        if self.checkpoint_dir is None and val_set is not None:  # best-checkpoint restore needs somewhere to write
+            tmp = tempfile.TemporaryDirectory(prefix="ssmcast-ckpt-")
+        sampler = EpochShuffleSampler(len(train_set), seed=int(self.seed) if self.seed is not None else 0)
+        train_loader = torch.utils.data.DataLoader(
+            train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_windows
+        )
+        val_loader = None
+        if val_set is not None:
+            val_loader = torch.utils.data.DataLoader(
+                val_set, batch_size=max(self.batch_size, 256), collate_fn=collate_windows
+            )
+        start = time.perf_counter()
+        try:
+            with quiet_lightning(self.verbose), warnings.catch_warnings():
+                trainer, checkpoint = build_trainer(
+                    max_epochs=self.max_epochs, accelerator=self.accelerator, precision=self.precision,
+                    verbose=self.verbose, checkpoint_dir=self.checkpoint_dir,
+                    scratch_dir=tmp.name if tmp is not None else None, has_val=val_set is not None,
+                    early_stopping_patience=self.early_stopping_patience,
+                    gradient_clip_val=self.gradient_clip_val, logger=self._logger(),
+                    trainer_kwargs=self.trainer_kwargs,
+                )
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+                warnings.filterwarnings("ignore", message="You defined a `validation_step` but have no `val_dataloader")
+                warnings.filterwarnings("ignore", message=".*number of training batches.*is smaller than the logging")
+                # lightning 2.6 calls torch's deprecated pytree LeafSpec internally
+                warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+                trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+            if checkpoint is not None and val_set is not None and checkpoint.best_model_path:
+                best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+                module.load_state_dict(best["state_dict"])
+            trainer.strategy.barrier()  # DDP: no rank removes the checkpoint folder while another reads it
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        self.fit_time_s_ = time.perf_counter() - start
+        self.n_epochs_ = int(trainer.current_epoch)
+        self.world_size_ = int(trainer.world_size)
+        self.history_ = {i: u for i, u in enumerate(units)}
+        self.net_ = net.cpu().eval()
+        self.unit_of_ = {uid: i for i, u in enumerate(units) for uid in u["ids"]}
+        self.stream_ = {}
+        self.n_train_windows_ = len(train_set)
+        return self
+
+    def _logger(self):
+        """MLflow logging when the caller has an active MLflow run (see ``ssmcast.tracking``), else none."""
+        try:
+            from ssmcast.tracking import active_run_logger
+        except ImportError:
+            return False
+        return active_run_logger() or False
+
+    # ------------------------------------------------------------------ prediction
+    def _device(self):
+        return next(self.net_.parameters()).device
+
+    def _predict_units(self, contexts, futures, statics, levels):
+        """Batched forecasts in model scale: contexts ``(U, L, n_in)`` -> point ``(U, h, C)``, q ``(U, h, C, Q)``."""
+        import torch
+
+        net = self.net_
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(contexts), dtype=torch.float32)
+            fut = torch.as_tensor(np.asarray(futures), dtype=torch.float32)
+            sta = torch.as_tensor(np.asarray(statics), dtype=torch.float32)
+            points, quants = [], []
+            for lo in range(0, len(x), 1024):
+                xb, stats = net.normalize(x[lo : lo + 1024])
+                out = net(xb, fut[lo : lo + 1024], sta[lo : lo + 1024])
+                points.append(_denorm(self.loss_fn_.point(out), stats))
+                quants.append(_denorm(self.loss_fn_.quantiles(out, levels), stats))
+            return torch.cat(points).numpy(), torch.cat(quants).numpy()
+
+    def predict_windows(self, context: np.ndarray) -> np.ndarray:
+        """Point forecasts for many windows at once, on the scale the model was fitted on.
+
+        ``context`` ``(n_windows, input_size, n_channels)`` -> ``(n_windows, horizon, n_channels)``. Only for
+        models without covariates; with ``channel_mode="mixed"`` the channels are the training series in order.
+        """
+        check_is_fitted(self, "net_")
+        past, future, static = self._columns()
+        if past or future or static or self.calendar_features:
+            raise ValueError("predict_windows takes target values only; this model uses covariates")
+        context = np.asarray(context, dtype=np.float64)
+        if context.ndim != 3 or context.shape[1] != self.input_size:
+            raise ValueError(f"context must have shape (n_windows, {self.input_size}, n_channels); got {context.shape}")
+        n, _, c = context.shape
+        if self.channel_mode == "mixed":
+            if c != len(self.ids_):
+                raise ValueError(f"context has {c} channels; this model was fitted on {len(self.ids_)} series")
+            loc, scale = self.loc_[:, 0], self.scale_[:, 0]
+            x = (context - loc) / scale
+            point, _ = self._predict_units(x.astype(np.float32), np.zeros((n, self.horizon, 0)), np.zeros((n, 0)), [])
+            return point * scale + loc
+        x = context.transpose(0, 2, 1).reshape(n * c, self.input_size, 1)
+        no_future, no_static = np.zeros((n * c, self.horizon, 0)), np.zeros((n * c, 0))
+        point, _ = self._predict_units(x.astype(np.float32), no_future, no_static, [])
+        return point.reshape(n, c, self.horizon).transpose(0, 2, 1)
+
+    def _history_units(self, df, validated: bool = False) -> dict[int, dict[str, Any]]:
+        """Units for a supplied history frame (known series only), scaled with the fitted scaler."""
+        frame = df if validated else self._validate_frame(df, "df")
+        unknown = sorted(set(frame[ID]) - set(self.ids_))
+        if unknown:
+            raise ValueError(f"unknown unique_id(s) {unknown[:5]}: the model was fitted on {self.ids_[:5]}...")
+        ids = list(pd.unique(frame[ID]))
+        if self.channel_mode == "mixed" and sorted(ids) != sorted(self.ids_):
+            raise ValueError(f"channel_mode='mixed' needs the history of every training series {self.ids_}")
+        units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in ids]))
+        return {self.unit_of_[u["ids"][0]]: u for u in units}
+
+    def _future_block(self, unit, stamps, future_df, n_required: int) -> np.ndarray:
+        """Known-in-advance inputs over ``stamps``: future covariates (scaled) then calendar.
+
+        Future covariates are required over the first ``n_required`` stamps (the forecast steps); the rest
+        only pads the model's last direct block and repeats the last required row.
+        """
+        _, future, _ = self._columns()
+        parts = []
+        if future:
+            stamps, padding = stamps[:n_required], len(stamps) - n_required
+            uid = unit["ids"][0]
+            if future_df is None:
+                raise ValueError(f"this model uses future_covariates {future}: pass future_df with their values "
+                                 f"over the forecast horizon")
+            if not isinstance(future_df, pd.DataFrame) or not {ID, TIME} <= set(future_df.columns):
+                raise ValueError(f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}")
+            missing = [c for c in future if c not in future_df.columns]
+            if missing:
+                raise ValueError(f"future_df lacks the future covariate column(s) {missing}")
+            rows = future_df[future_df[ID].astype(str) == uid].set_index(TIME)
+            try:
+                block = rows.loc[stamps, future].to_numpy(np.float64)
+            except KeyError:
+                raise ValueError(
+                    f"future_df misses future covariate values for series {uid!r} over the {len(stamps)} "
+                    f"forecast steps {stamps[0]} .. {stamps[-1]}"
+                ) from None
+            if not np.isfinite(block).all():
+                raise ValueError(f"future_df has NaN/inf future covariates for series {uid!r}")
+            i = self.ids_.index(uid)
+            past, _, _ = self._columns()
+            cols = slice(1 + len(past), 1 + len(past) + len(future))
+            block = np.concatenate([block, np.repeat(block[-1:], padding, axis=0)])
+            parts.append((block - self.loc_[i, cols]) / self.scale_[i, cols])
+            stamps = future_timestamps(unit["ds"][-1], self.freq_, n_required + padding)
+        parts.append(self._calendar(stamps))
+        return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(stamps), 0), np.float32)
+
+    def predict(self, h: int | None = None, df=None, quantiles=None, context: str = "window", future_df=None):
+        """Forecast ``h`` steps (default ``horizon``) after each series' end.
+
+        ``df``: forecast after the end of this history instead of the training data (no refit).
+        ``quantiles``: levels to add as ``y_pred_q{q}`` columns (default: the fitted ``quantiles``; other
+        levels need loss="gaussian"/"student_t"; ``[]`` for none).
+        ``context="window"`` feeds the last ``input_size`` points, as in training; ``"full"`` runs the
+        backbone's recurrent state over the whole history. ``h > horizon`` rolls the model out
+        recursively, feeding its point forecasts back (intervals then come from each block's own
+        distribution and do not grow with the fed-back error; no past covariates allowed).
+        ``future_df``: values of the future covariates over the forecast steps (long frame).
+        """
+        check_is_fitted(self, "net_")
+        h = self.horizon if h is None else h
+        if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0:
+            raise ValueError(f"h must be a positive integer; got {h!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}; got {context!r}")
+        if context == "full" and self.revin:
+            raise ValueError("context='full' is not defined with revin=True (RevIN normalises each window)")
+        levels = check_quantiles(self.quantiles if quantiles is None else quantiles)
+        self.loss_fn_.quantiles(self.net_.head.weight.new_zeros(1, 1, 1, self.loss_fn_.n_params), levels)
+        past, _, _ = self._columns()
+        if h > self.horizon and past:
+            raise ValueError(f"h={h} > horizon={self.horizon} needs a recursive roll-out, impossible with "
+                             f"past_covariates {past} (their future values are unknown)")
+        units = dict(self.history_) if df is None else self._history_units(df)
+        states = None
+        if context == "full":
+            states = self._full_states(units, use_stream=df is None)
+        else:
+            short = [u["ids"] for u in units.values() if len(u["X"]) < self.input_size]
+            if short:
+                raise ValueError(f"history shorter than input_size={self.input_size} for series {short[:5]}")
+        return self._forecast(units, states, h, levels, future_df)
+
+    def _forecast(self, units, states, h, levels, future_df) -> pd.DataFrame:
+        keys = list(units)
+        n_blocks = math.ceil(h / self.horizon)
+        stamps = {k: future_timestamps(units[k]["ds"][-1], self.freq_, h) for k in keys}
+        futures = {
+            k: self._future_block(units[k], future_timestamps(units[k]["ds"][-1], self.freq_, n_blocks * self.horizon),
+                                  future_df, n_required=h)
+            for k in keys
+        }
+        points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
+        quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
+        X = {k: units[k]["X"] for k in keys}
+        fs = self._future_slice
+        for b in range(n_blocks):
+            span = slice(b * self.horizon, (b + 1) * self.horizon)
+            fut = [futures[k][span] for k in keys]
+            static = [units[k]["static"] for k in keys]
+            if states is not None:
+                z = states
+                point, quant = self._decode_hidden(z, fut, static, levels)
+            else:
+                ctx = [X[k][-self.input_size :] for k in keys]
+                point, quant = self._predict_units(ctx, fut, static, levels)
+            points[:, span], quants[:, span] = point, quant
+            if b + 1 < n_blocks:  # feed the point forecast back as observations
+                new_rows = {}
+                for j, k in enumerate(keys):
+                    rows = np.zeros((self.horizon, X[k].shape[1]), np.float32)
+                    rows[:, : self.n_targets_] = point[j]
+                    rows[:, fs] = fut[j]
+                    new_rows[k] = rows
+                    X[k] = np.concatenate([X[k], rows])
+                if states is not None:
+                    states = self._advance_states(states, keys, new_rows)
+        return self._to_frame(keys, units, stamps, points[:, :h], quants[:, :h], levels)
+
+    def _to_frame(self, keys, units, stamps, points, quants, levels) -> pd.DataFrame:
+        ids, ds, y, q = [], [], [], {lv: [] for lv in levels}
+        for j, k in enumerate(keys):
+            for c, uid in enumerate(units[k]["ids"]):
+                i = self.ids_.index(uid)
+                loc, scale = self.loc_[i, 0], self.scale_[i, 0]
+                ids += [uid] * len(stamps[k])
+                ds += list(stamps[k])
+                y.append(points[j, :, c] * scale + loc)
+                for n, lv in enumerate(levels):
+                    q[lv].append(quants[j, :, c, n] * scale + loc)
+        frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
+        order = frame[ID].map({uid: i for i, uid in enumerate(self.ids_)})
+        return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ recurrent mode / streaming
+    def _run_steps(self, state, X: np.ndarray):
+        """Advance one unit's recurrent state over rows ``X (T, n_in)``; returns (hidden, state)."""
+        import torch
+
+        z = None
+        with torch.no_grad():
+            rows = torch.as_tensor(X, dtype=torch.float32)
+            for t in range(len(rows)):
+                z, state = self.net_.step(rows[t : t + 1], state)  # (1, d_model)
+        return z, state
+
+    def _full_states(self, units, use_stream: bool):
+        """Hidden states after the whole history of each unit (cached per unit for the training data)."""
+        hidden = []
+        for k, unit in units.items():
+            entry = self.stream_.get(k) if use_stream else None
+            if entry is None:
+                z, state = self._run_steps(self.net_.initial_state(1), unit["X"])
+                entry = {"z": z, "state": state, "n": len(unit["X"])}
+                if use_stream:
+                    self.stream_[k] = entry
+            hidden.append(entry)
+        return hidden
+
+    def _decode_hidden(self, entries, fut, static, levels):
+        import torch
+
+        with torch.no_grad():
+            z = torch.cat([e["z"] for e in entries])  # (U, d_model)
+            out = self.net_.decode(z, torch.as_tensor(np.asarray(fut)), torch.as_tensor(np.asarray(static)))
+            point = self.loss_fn_.point(out).numpy()
+            quant = self.loss_fn_.quantiles(out, levels).numpy()
+        return point, quant
+
+    def _advance_states(self, entries, keys, new_rows):
+        out = []
+        for entry, k in zip(entries, keys):
+            z, state = self._run_steps(copy.deepcopy(entry["state"]), new_rows[k])
+            out.append({"z": z, "state": state, "n": entry["n"] + len(new_rows[k])})
+        return out
+
+    def update(self, df_new, h: int | None = None, quantiles=None, future_df=None) -> pd.DataFrame:
+        """Stream new observations in and forecast from there, at O(1) cost per new observation.
+
+        The recurrent state of each series (over its whole history: training data plus earlier updates)
+        advances by the rows of ``df_new``, which must continue each series right after its last time
+        stamp. Returns ``predict(h, context="full")`` from the new state, which equals
+        ``predict(df=full_history, context="full")`` without reprocessing the history.
+        """
+        check_is_fitted(self, "net_")
+        if self.revin:
+            raise ValueError("update() streams the recurrent state over the full history; not with revin=True")
+        frame = self._validate_frame(df_new, "df_new")
+        unknown = sorted(set(frame[ID]) - set(self.ids_))
+        if unknown:
+            raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
+        new_units = self._history_units(frame, validated=True)
+        offset = as_offset(self.freq_)
+        for k, unit in new_units.items():
+            expected = future_timestamps(self.history_[k]["ds"][-1], self.freq_, 1)[0]
+            if unit["ds"][0] != expected:
+                raise ValueError(
+                    f"df_new must continue series {unit['ids']} right after their last stamp "
+                    f"{self.history_[k]['ds'][-1]} (expected {expected} with freq {offset}); got {unit['ds'][0]}"
+                )
+        if self.channel_mode == "mixed" and set(new_units) != set(self.history_):
+            raise ValueError("channel_mode='mixed': df_new must hold the new rows of every series")
+        self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
+        for k, unit in new_units.items():
+            entry = self.stream_[k]
+            z, state = self._run_steps(entry["state"], unit["X"])
+            self.stream_[k] = {"z": z, "state": state, "n": entry["n"] + len(unit["X"])}
+            self.history_[k] = _append_rows(self.history_[k], unit["X"], unit["ds"])
+        return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write the fitted model to directory ``path``: ``params.json``, ``meta.json``, ``weights.pt``.
+
+        Loading (:func:`ssmcast.load`) reads the tensors with ``torch.load(weights_only=True)``; nothing is
+        unpickled.
+        """
+        import torch
+
+        check_is_fitted(self, "net_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = _jsonable_params(self)
+        meta = {
+            "format": _FORMAT_VERSION,
+            "freq": self.freq_,
+            "ids": self.ids_,
+            "n_targets": self.n_targets_,
+            "n_inputs": self.n_inputs_,
+            "units": [
+                {"ids": u["ids"], "ds": _stamps_to_json(u["ds"]), "static": u["static"].tolist()}
+                for u in self.history_.values()
+            ],
+            "static_values": {k: v.tolist() for k, v in self.static_values_.items()},
+        }
+        tensors = {
+            "state_dict": self.net_.state_dict(),
+            "loc": torch.tensor(self.loc_),
+            "scale": torch.tensor(self.scale_),
+            "history": [torch.tensor(u["X"]) for u in self.history_.values()],
+        }
+        (path / "params.json").write_text(json.dumps(params, indent=2))
+        (path / "meta.json").write_text(json.dumps(meta))
+        torch.save(tensors, path / "weights.pt")
+
+    @classmethod
+    def _from_saved(cls, params: dict, meta: dict, tensors: dict) -> NeuralForecaster:
+        from ssmcast.training.losses import ForecastLoss
+        from ssmcast.training.module import ForecastNet
+
+        est = cls(**params)
+        est.freq_ = meta["freq"]
+        est.ids_ = list(meta["ids"])
+        est.n_targets_, est.n_inputs_ = meta["n_targets"], meta["n_inputs"]
+        est.loc_, est.scale_ = tensors["loc"].numpy(), tensors["scale"].numpy()
+        est.static_values_ = {k: np.asarray(v, np.float32) for k, v in meta["static_values"].items()}
+        est.history_ = {
+            i: {"ids": u["ids"], "ds": _stamps_from_json(u["ds"]), "X": x.numpy(),
+                "static": np.asarray(u["static"], np.float32)}
+            for i, (u, x) in enumerate(zip(meta["units"], tensors["history"]))
+        }
+        est.unit_of_ = {uid: i for i, u in est.history_.items() for uid in u["ids"]}
+        est.loss_fn_ = ForecastLoss("quantile" if est.quantiles else est.loss, check_quantiles(est.quantiles))
+        est.backbone_ = est._backbone()
+        _, _, static = est._columns()
+        n_future = est.n_inputs_ - est._future_slice.start
+        net = ForecastNet(est.backbone_.build(), est.backbone_.d_model, est.n_inputs_, est.n_targets_,
+                          est.horizon, est.loss_fn_.n_params, n_future=n_future, n_static=len(static),
+                          revin=est.revin)
+        net.load_state_dict(tensors["state_dict"])
+        est.net_ = net.eval()
+        est.stream_ = {}
+        return est
+
+
+def _append_rows(unit: dict, X: np.ndarray, ds: np.ndarray) -> dict:
+    """The unit with rows appended, amortised O(len(X)): the arrays are views of buffers that double."""
+    n, m = len(unit["X"]), len(X)
+    buffers = unit.get("buffers")
+    if buffers is None or len(buffers[0]) < n + m:
+        capacity = max(2 * (n + m), 16)
+        bx = np.empty((capacity, unit["X"].shape[1]), unit["X"].dtype)
+        bds = np.empty(capacity, unit["ds"].dtype)
+        bx[:n], bds[:n] = unit["X"], unit["ds"]
+        buffers = (bx, bds)
+    buffers[0][n : n + m], buffers[1][n : n + m] = X, ds
+    return dict(unit, X=buffers[0][: n + m], ds=buffers[1][: n + m], buffers=buffers)
+
+
+def _denorm(values, stats):
+    from ssmcast.training.module import denormalize
+
+    return denormalize(values, stats)
+
+
+def _stamps_to_json(ds: np.ndarray) -> dict:
+    if np.issubdtype(np.asarray(ds).dtype, np.datetime64):
+        return {"kind": "datetime", "values": pd.DatetimeIndex(ds).astype("int64").tolist(),
+                "unit": str(np.datetime_data(np.asarray(ds).dtype)[0])}
+    return {"kind": "int", "values": np.asarray(ds).astype(np.int64).tolist()}
+
+
+def _stamps_from_json(data: dict) -> np.ndarray:
+    values = np.asarray(data["values"], dtype=np.int64)
+    if data["kind"] == "datetime":
+        return values.astype(f"datetime64[{data['unit']}]")
+    return values
+
+
+def _qualname(obj_or_cls) -> str:
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _jsonable_params(est: NeuralForecaster) -> dict:
+    params = est.get_params(deep=False)
+    out = {"_target_": _qualname(est)}
+    for key, value in params.items():
+        if isinstance(value, BackboneConfig):
+            value = {"_target_": _qualname(value), **value.to_dict()}
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise ValueError(f"cannot save parameter {key}={value!r}: it is not JSON-serialisable") from None
+        out[key] = value
+    return out
+
+
+def resolve_class(path: str, base: type) -> type:
+    """Import ``module.Class`` for a saved model, refusing anything outside the ``ssmcast`` package."""
+    module, _, name = path.rpartition(".")
+    if not (module == "ssmcast" or module.startswith("ssmcast.")):
+        raise ValueError(f"refusing to load {path!r}: saved models may only name ssmcast classes")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{path!r} is not a {base.__name__}")
+    return cls
+
+
+def load(path) -> NeuralForecaster:
+    """Load a model written by ``save(path)``; tensors via ``torch.load(weights_only=True)``, no pickle."""
+    import torch
+
+    path = Path(path)
+    for name in ("params.json", "meta.json", "weights.pt"):
+        if not (path / name).exists():
+            raise ValueError(f"{path} is not a saved ssmcast model: {name} is missing")
+    params = json.loads((path / "params.json").read_text())
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != _FORMAT_VERSION:
+        raise ValueError(f"unsupported saved-model format {meta.get('format')!r} (expected {_FORMAT_VERSION})")
+    cls = resolve_class(params.pop("_target_"), NeuralForecaster)
+    backbone = params.get("backbone")
+    if isinstance(backbone, dict):
+        config_cls = resolve_class(backbone.pop("_target_"), BackboneConfig)
+        params["backbone"] = config_cls(**backbone)
+    tensors = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+    return cls._from_saved(params, meta, tensors)

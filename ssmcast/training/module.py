@@ -1,0 +1,163 @@
+"""The network every neural forecaster trains, and its Lightning module.
+
+``ForecastNet`` = input projection -> SSM backbone (a mixer stack) -> the hidden state at the last
+observed step -> a direct multi-horizon head (with future-known covariates and static features
+concatenated). Because the forecast only needs the backbone's output at the last step, the recurrent
+``step`` of the backbone produces exactly the same forecast as the parallel ``forward`` over a window,
+and it can keep going over an unbounded history (streaming).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+
+from ssmcast.backbones.config import parameter_groups
+from ssmcast.training.losses import ForecastLoss
+
+
+class ForecastNet(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        d_model: int,
+        n_inputs: int,
+        n_targets: int,
+        horizon: int,
+        n_params: int,
+        n_future: int = 0,
+        n_static: int = 0,
+        revin: bool = False,
+    ):
+        super().__init__()
+        self.n_targets, self.horizon, self.n_params = n_targets, horizon, n_params
+        self.revin = revin
+        self.embed = nn.Linear(n_inputs, d_model)
+        self.backbone = backbone
+        self.head = nn.Linear(d_model + horizon * n_future + n_static, horizon * n_targets * n_params)
+
+    def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Reversible instance normalisation of the target channels over the window (if enabled)."""
+        if not self.revin:
+            return x, None
+        target = x[..., : self.n_targets]  # (B, L, C)
+        mean = target.mean(1, keepdim=True).detach()  # (B, 1, C)
+        std = (target.var(1, keepdim=True, unbiased=False) + 1e-5).sqrt().detach()  # (B, 1, C)
+        return torch.cat([(target - mean) / std, x[..., self.n_targets :]], -1), (mean, std)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.embed(x))[:, -1]  # (B, d_model)
+
+    def decode(self, z: torch.Tensor, future: torch.Tensor | None, static: torch.Tensor | None) -> torch.Tensor:
+        parts = [z]
+        if future is not None and future.shape[-1]:
+            parts.append(future.flatten(1).to(z.dtype))  # (B, h * F)
+        if static is not None and static.shape[-1]:
+            parts.append(static.to(z.dtype))  # (B, S)
+        out = self.head(torch.cat(parts, -1))  # (B, h * C * n_params)
+        return out.view(-1, self.horizon, self.n_targets, self.n_params)
+
+    def forward(self, x, future=None, static=None) -> torch.Tensor:
+        """x ``(B, L, n_inputs)`` (already instance-normalised if RevIN) -> ``(B, h, C, n_params)``."""
+        return self.decode(self.encode(x), future, static)
+
+    def initial_state(self, batch_size: int):
+        return self.backbone.initial_state(batch_size)
+
+    def step(self, x_t: torch.Tensor, state):
+        """One observation ``(B, n_inputs)`` -> (hidden ``(B, d_model)``, new state)."""
+        return self.backbone.step(self.embed(x_t), state)
+
+
+def denormalize(values: torch.Tensor, stats) -> torch.Tensor:
+    """Undo RevIN on forecasts ``(B, h, C, ...)``."""
+    if stats is None:
+        return values
+    mean, std = stats  # (B, 1, C)
+    extra = values.ndim - 3
+    return values * std.view(std.shape + (1,) * extra) + mean.view(mean.shape + (1,) * extra)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class ForecastModule(L.LightningModule):
+    def __init__(
+        self,
+        net: ForecastNet,
+        loss: ForecastLoss,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.01,
+        lr_schedule: str | None = "cosine",
+    ):
+        super().__init__()
+        self.net, self.loss = net, loss
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.lr_schedule = lr_schedule
+
+    @staticmethod
+    def inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Model inputs from a window batch (:mod:`ssmcast.data.windows`): the context rows (targets, past
+        and known-in-advance covariates) ``(B, L, n_inputs)``, the known inputs over the horizon, statics."""
+        L = batch["context"].shape[1]
+        parts, future = [batch["context"]], batch.get("future_covariates")
+        if "past_covariates" in batch:
+            parts.append(batch["past_covariates"])
+        if future is not None:
+            parts.append(future[:, :L])
+            future = future[:, L:]  # (B, h, F)
+        return torch.cat(parts, -1), future, batch.get("static")
+
+    def _loss(self, batch) -> torch.Tensor:
+        context, future, static = self.inputs(batch)
+        x, stats = self.net.normalize(context)
+        out = self.net(x, future, static)  # (B, h, C, P)
+        y = batch["target"]
+        if stats is not None:
+            y = (y - stats[0]) / stats[1]
+        loss = self.loss(out, y)
+        aux = getattr(self.net.backbone, "aux_loss", None)  # e.g. MoE load balancing, already weighted
+        return loss + aux() if aux is not None else loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}. Likely "
+                f"causes: a learning rate too high (learning_rate={self.learning_rate}), unscaled data "
+                "(keep scaler='standard'), or bad rows (huge or non-finite values) in the training frame."
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch["target"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]), sync_dist=True)
+
+    def configure_optimizers(self):
+        groups = parameter_groups(self.net, lr=self.learning_rate, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate)
+        if self.lr_schedule in (None, "none", "constant"):
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.lr_schedule == "cosine":
+            warmup = min(100, max(1, total // 20))
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = (step - warmup) / max(1, total - warmup)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [factor] * len(groups))
+        elif self.lr_schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total
+            )
+        else:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: expected 'cosine', 'onecycle' or None")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,263 @@
+"""ARIMA, structural and ETS baselines against published figures and statsmodels' own results."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from statsmodels.datasets import nile
+from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+from statsmodels.tsa.statespace.sarimax import SARIMAX
+from threadpoolctl import threadpool_limits
+
+from ssmcast.baselines import (
+    ARIMAForecaster,
+    ETSForecaster,
+    FallbackWarning,
+    LocalLevelForecaster,
+    UnobservedComponentsForecaster,
+)
+
+# Box & Jenkins series G (public domain), monthly 1949-01 .. 1960-12
+AIRLINE = [
+    112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125, 149, 170, 170, 158, 133,
+    114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162, 146, 166, 171, 180, 193, 181, 183, 218, 230, 242,
+    209, 191, 172, 194, 196, 196, 236, 235, 229, 243, 264, 272, 237, 211, 180, 201, 204, 188, 235, 227, 234, 264,
+    302, 293, 259, 229, 203, 229, 242, 233, 267, 269, 270, 315, 364, 347, 312, 274, 237, 278, 284, 277, 317, 313,
+    318, 374, 413, 405, 355, 306, 271, 306, 315, 301, 356, 348, 355, 422, 465, 467, 404, 347, 305, 336, 340, 318,
+    362, 348, 363, 435, 491, 505, 404, 359, 310, 337, 360, 342, 406, 396, 420, 472, 548, 559, 463, 407, 362, 405,
+    417, 391, 419, 461, 472, 535, 622, 606, 508, 461, 390, 432,
+]
+
+
+def airline(log=True):
+    y = np.log(np.array(AIRLINE, float)) if log else np.array(AIRLINE, float)
+    return pd.DataFrame({"unique_id": "air", "ds": pd.date_range("1949-01-01", periods=144, freq="MS"), "y": y})
+
+
+def nile_frame():
+    data = nile.load_pandas().data
+    return pd.DataFrame({"unique_id": "nile", "ds": data["year"].astype(int), "y": data["volume"].astype(float)})
+
+
+def ar_panel(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i, phi in enumerate((0.7, -0.4)):
+        e = rng.normal(size=n)
+        y = np.zeros(n)
+        for t in range(1, n):
+            y[t] = phi * y[t - 1] + e[t]
+        frames.append(pd.DataFrame({"unique_id": f"ar{i}", "ds": np.arange(n), "y": y + 5}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_airline_csv_matches_embedded_values(data_dir):
+    csv = pd.read_csv(data_dir / "airline" / "Airline.csv")
+    assert csv["Passengers"].tolist() == AIRLINE
+
+
+def test_nile_local_level_matches_durbin_koopman():
+    est = LocalLevelForecaster().fit(nile_frame())
+    fit = est.models_["nile"]
+    sigma2 = dict(zip(fit.param_names, fit.params))
+    assert sigma2["sigma2.irregular"] == pytest.approx(15078.01, rel=1e-3)  # D&K: 15099
+    assert sigma2["sigma2.level"] == pytest.approx(1478.81, rel=1e-3)  # D&K: 1469.1
+    assert fit.stats["llf"] == pytest.approx(-632.538, abs=1e-3)
+    out = est.predict(5, quantiles=[0.025, 0.975])
+    assert out["ds"].tolist() == [1971, 1972, 1973, 1974, 1975]
+    first = out.iloc[0]
+    assert first["y_pred"] == pytest.approx(798.1, abs=0.05)
+    assert first["y_pred_q0.025"] == pytest.approx(516.8, abs=0.05)
+    assert first["y_pred_q0.975"] == pytest.approx(1079.4, abs=0.05)
+    se = (first["y_pred_q0.975"] - first["y_pred"]) / norm.ppf(0.975)
+    assert se == pytest.approx(143.5, abs=0.05)
+    assert out.iloc[-1]["y_pred_q0.025"] == pytest.approx(479.0, abs=0.05)
+    assert out.iloc[-1]["y_pred_q0.975"] == pytest.approx(1117.2, abs=0.05)
+
+
+@pytest.mark.slow
+def test_airline_arima_matches_box_jenkins_and_full_statsmodels_fit():
+    est = ARIMAForecaster(order=(0, 1, 1), seasonal_order=(0, 1, 1)).fit(airline())
+    assert est.season_length_ == 12 and est.freq_ == "MS"
+    fit = est.models_["air"]
+    params = dict(zip(fit.param_names, fit.params))
+    assert fit.name == "ARIMA(0,1,1)(0,1,1)[12]"
+    assert params["ma.L1"] == pytest.approx(-0.4019, abs=1e-3)
+    assert params["ma.S.L12"] == pytest.approx(-0.5571, abs=1e-3)
+    assert params["sigma2"] == pytest.approx(0.0013, abs=5e-5)
+    assert fit.stats["llf"] == pytest.approx(244.696, abs=1e-3)
+    # the reference: statsmodels' plain (undifferenced, non-concentrated) fit reaches the same optimum
+    with threadpool_limits(limits=1, user_api="blas"):
+        reference = SARIMAX(airline()["y"].to_numpy(), order=(0, 1, 1), seasonal_order=(0, 1, 1, 12)).fit(
+            disp=False, cov_type="none")
+    np.testing.assert_allclose(fit.params, reference.params, atol=5e-4)
+    results = est.results("air")
+    assert results.llf == pytest.approx(reference.llf, abs=1e-4)
+    out = est.predict(12, quantiles=[0.05, 0.95])
+    ref = reference.get_forecast(12)
+    np.testing.assert_allclose(out["y_pred"], ref.predicted_mean, atol=2e-3)
+    np.testing.assert_allclose(out["y_pred_q0.95"] - out["y_pred"], norm.ppf(0.95) * ref.se_mean, rtol=1e-2)
+    assert out["ds"].iloc[0] == pd.Timestamp("1961-01-01")
+
+
+def test_predict_with_new_history_equals_statsmodels_apply():
+    df = ar_panel()
+    est = ARIMAForecaster(order=(1, 0, 0), trend="c").fit(df)
+    new = ar_panel(n=60, seed=5)  # different values, same ids
+    out = est.predict(4, df=new, quantiles=[0.2, 0.8])
+    for uid in ("ar0", "ar1"):
+        applied = est.results(uid).apply(new.loc[new.unique_id == uid, "y"].to_numpy())
+        forecast = applied.get_forecast(4)
+        got = out[out.unique_id == uid]
+        np.testing.assert_allclose(got["y_pred"], forecast.predicted_mean, rtol=1e-10)
+        np.testing.assert_allclose(got["y_pred_q0.8"], forecast.predicted_mean + forecast.se_mean * norm.ppf(0.8),
+                                   rtol=1e-10)
+        assert got["ds"].tolist() == [60, 61, 62, 63]
+        np.testing.assert_allclose(applied.params, est.models_[uid].params)  # no re-estimation
+    with pytest.raises(ValueError, match="not seen in fit: 'stranger'"):
+        est.predict(2, df=new.assign(unique_id="stranger").iloc[:60])
+
+
+def test_local_level_refilter_equals_apply_and_ets_refilter_equals_smooth():
+    frame = nile_frame()
+    est = LocalLevelForecaster().fit(frame)
+    tail = frame.iloc[50:]
+    applied = est.results("nile").apply(tail["y"].to_numpy())
+    out = est.predict(3, df=tail)
+    np.testing.assert_allclose(out["y_pred"], applied.get_forecast(3).predicted_mean, rtol=1e-10)
+    assert out["ds"].tolist() == [1971, 1972, 1973]
+
+    ets = ETSForecaster(error="add", trend="add").fit(frame)
+    fit = ets.models_["nile"]
+    smoothed = ETSModel(tail["y"].to_numpy(), **fit.spec).smooth(fit.params)
+    np.testing.assert_allclose(ets.predict(3, df=tail)["y_pred"], smoothed.forecast(3), rtol=1e-10)
+
+
+def test_ets_exact_intervals_match_statsmodels_and_simulated_are_seeded():
+    df = airline(log=False)
+    est = ETSForecaster(error="add", trend="add", seasonal="add").fit(df)
+    out = est.predict(6, quantiles=[0.025, 0.975])
+    fit = est.models_["air"]
+    reference = ETSModel(pd.Series(df["y"].to_numpy()), **fit.spec).smooth(fit.params)
+    frame = reference.get_prediction(start=144, end=149).summary_frame(alpha=0.05)
+    np.testing.assert_allclose(out["y_pred"], frame["mean"], rtol=1e-10)
+    np.testing.assert_allclose(out["y_pred_q0.025"], frame["pi_lower"], rtol=1e-10)
+    np.testing.assert_allclose(out["y_pred_q0.975"], frame["pi_upper"], rtol=1e-10)
+
+    mul = ETSForecaster(error="mul", trend="add", damped_trend=True, seasonal="mul", random_state=3,
+                        simulate_repetitions=400).fit(df)
+    a = mul.predict(6, quantiles=[0.1, 0.5, 0.9])
+    b = mul.predict(6, quantiles=[0.1, 0.5, 0.9])
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["y_pred_q0.1"] < a["y_pred_q0.5"]).all() and (a["y_pred_q0.5"] < a["y_pred_q0.9"]).all()
+    assert mul.models_["air"].name == "ETS(MAdM)"
+
+
+def test_ets_auto_picks_the_lowest_aicc():
+    df = nile_frame()
+    est = ETSForecaster(auto=True).fit(df)
+    chosen = est.models_["nile"]
+    y = df["y"].to_numpy()
+    candidates = est._candidates(y, 1)
+    assert {(c["error"], c["trend"], c["damped_trend"], c["seasonal"]) for c in candidates} == {
+        (e, t, d, None) for e in ("add", "mul") for t, d in ((None, False), ("add", False), ("add", True))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aiccs = [ETSModel(y, **spec).fit(disp=False).aicc for spec in candidates]
+    assert chosen.stats["aicc"] == pytest.approx(min(aiccs), rel=1e-9)
+    seasonal = est._candidates(np.arange(1.0, 49.0), 12)  # positive, 4 seasons: 15 models (no A-error x M-season)
+    assert len(seasonal) == 15 and not any(c["error"] == "add" and c["seasonal"] == "mul" for c in seasonal)
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        ARIMAForecaster(order=(1, 0, 1), trend="c"),
+        UnobservedComponentsForecaster(level="lltrend"),
+        ETSForecaster(trend="add", damped_trend=True),
+    ],
+    ids=["arima", "uc", "ets"],
+)
+def test_state_space_api_contract(est):
+    df = ar_panel()
+    before = df.copy(deep=True)
+    with pytest.raises(NotFittedError):
+        est.predict(2)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "models_")
+    est.fit(df)
+    pd.testing.assert_frame_equal(df, before)
+    levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    out = est.predict(8, quantiles=levels)
+    values = out[[f"y_pred_q{q}" for q in levels]].to_numpy()
+    assert np.all(np.diff(values, axis=1) > 0)  # monotone in q
+    np.testing.assert_allclose(out["y_pred_q0.5"], out["y_pred"], rtol=1e-9)
+    widths = out["y_pred_q0.95"] - out["y_pred_q0.05"]
+    assert (widths.groupby(out["unique_id"]).diff().dropna() >= -1e-9).all()  # intervals do not shrink
+    assert est.set_params(horizon=3).predict().shape[0] == 6
+    assert set(est.summary()["unique_id"]) == {"ar0", "ar1"}
+
+
+@pytest.mark.slow
+def test_parallel_fit_equals_serial():
+    df = ar_panel()
+    serial = ARIMAForecaster(order=(1, 0, 0)).fit(df).predict(3, quantiles=[0.1])
+    parallel = ARIMAForecaster(order=(1, 0, 0), n_jobs=2).fit(df).predict(3, quantiles=[0.1])
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_fallbacks_are_warned_recorded_and_forecast():
+    df = pd.concat([ar_panel(), pd.DataFrame({"unique_id": "tiny", "ds": np.arange(4), "y": [1.0, 2, 3, 2]})])
+    with pytest.warns(FallbackWarning, match="'tiny'.*too short.*naive"):
+        est = ARIMAForecaster(order=(2, 0, 2)).fit(df)
+    assert list(est.fallbacks_) == ["tiny"] and est.models_["tiny"].name == "naive"
+    out = est.predict(2, quantiles=[0.5])
+    np.testing.assert_allclose(out[out.unique_id == "tiny"]["y_pred"], 2.0)
+    assert out[out.unique_id != "tiny"]["y_pred"].notna().all()
+    with pytest.raises(ValueError, match="parameter-free"):
+        est.results("tiny")
+
+
+def test_fallback_on_estimation_error(monkeypatch):
+    def broken_fit(self, *args, **kwargs):
+        raise np.linalg.LinAlgError("Schur decomposition solver error.")
+
+    monkeypatch.setattr(SARIMAX, "fit", broken_fit)
+    df = airline()
+    with pytest.warns(FallbackWarning, match="'air'.*LinAlgError.*seasonal_naive"):
+        est = ARIMAForecaster(order=(0, 1, 1), seasonal_order=(0, 1, 1)).fit(df)
+    assert "LinAlgError" in est.fallbacks_["air"]
+    np.testing.assert_allclose(est.predict(12)["y_pred"], df["y"].to_numpy()[-12:])
+
+
+def test_ets_multiplicative_on_negative_data_falls_back_to_naive():
+    df = ar_panel()
+    df.loc[df.unique_id == "ar1", "y"] -= 20  # negative values: no multiplicative error model
+    with pytest.warns(FallbackWarning, match="'ar1'"):
+        est = ETSForecaster(error="mul").fit(df)
+    assert list(est.fallbacks_) == ["ar1"] and est.models_["ar0"].name == "ETS(MNN)"
+
+
+@pytest.mark.parametrize(
+    "est, match",
+    [
+        (ARIMAForecaster(order=(1, 0)), "order"),
+        (ARIMAForecaster(order=(1, -1, 0)), "order"),
+        (ARIMAForecaster(seasonal_order=(1, 0, 0, 1, 2)), "seasonal_order"),
+        (ARIMAForecaster(seasonal_order=(1, 1, 0)), "seasonal period >= 2"),
+        (ARIMAForecaster(trend="quadratic"), "trend"),
+        (ARIMAForecaster(maxiter=0), "maxiter"),
+        (UnobservedComponentsForecaster(level="wiggly"), "level"),
+        (UnobservedComponentsForecaster(seasonal=1), "seasonal"),
+        (ETSForecaster(error="both"), "error"),
+        (ETSForecaster(seasonal="add"), "season_length >= 2"),
+        (ETSForecaster(damped_trend=True), "damped_trend"),
+    ],
+)
+def test_invalid_arguments_raise_in_fit(est, match):
+    with pytest.raises(ValueError, match=match):
+        est.fit(ar_panel())  # integer ds: season_length 1

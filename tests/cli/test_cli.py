@@ -1,0 +1,126 @@
+"""The ``ssmcast`` command line, run as a subprocess like a user would (tracking off or a local sqlite store)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_helpers import TINY_RUN, csv_data, run_cli, run_dir, tiny_csv, tiny_model
+
+
+def test_help_is_fast_and_imports_no_heavy_library():
+    code = ("import sys, ssmcast.cli; heavy = [m for m in ('torch', 'lightning', 'mlflow', 'statsmodels') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    script = Path(sys.executable).parent / "ssmcast"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "ssmcast.cli"]
+    tic = time.perf_counter()
+    out = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - tic
+    assert out.returncode == 0 and "train" in out.stdout and "compare" in out.stdout and "ui" in out.stdout
+    assert elapsed < 3.0, f"ssmcast --help took {elapsed:.2f} s"
+
+
+def test_unknown_command_is_an_error(tmp_path):
+    out = run_cli(["fit"], tmp_path)
+    assert out.returncode == 2 and "unknown command 'fit'" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model=nope"], "Could not find 'model/nope'"),
+        (["data=csv", "data.path=/no/such/file.csv", "tracking=none"], "data.path='/no/such/file.csv': no such file"),
+        (["horizon=[1"], "no viable alternative at input"),
+        (["data=csv", "tracking=none"], "full_key: data.path"),
+    ],
+    ids=["unknown-option", "missing-file", "bad-override", "missing-value"],
+)
+def test_config_errors_give_a_clear_message_not_a_traceback(args, message, tmp_path):
+    out = run_cli(["train", *run_dir(args, tmp_path / "run")], tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_train_writes_forecasts_metrics_figures_and_models(tmp_path):
+    csv = tiny_csv(tmp_path)
+    args = ["model=mamba", *csv_data(csv), *TINY_RUN, *tiny_model("MambaConfig"), "baselines=[naive]",
+            "tracking=none"]
+    out = run_cli(["train", *run_dir(args, tmp_path / "run")], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "run"
+    board = pd.read_csv(run / "leaderboard.csv")
+    assert sorted(board["model"]) == ["mamba", "naive"]
+    assert {"mae", "rmse", "smape", "mase", "fit_time_s"} <= set(board.columns)
+    forecasts = pd.read_csv(run / "forecasts.csv")
+    assert len(forecasts) == 2 * 2 * 4 and forecasts["y"].notna().all()  # 2 models x 2 series x horizon 4
+    data = pd.read_csv(csv)
+    last = data.groupby("series").tail(4).sort_values(["series", "date"])["value"].to_numpy()
+    naive = forecasts[forecasts["model"] == "naive"].sort_values(["unique_id", "ds"])
+    assert naive["y"].to_numpy() == pytest.approx(last)  # the test part is the last horizon rows
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["naive"]["mae"] == pytest.approx(board.set_index("model").loc["naive", "mae"])
+    assert (run / "forecasts.png").stat().st_size > 0 and (run / "metrics.png").stat().st_size > 0
+    assert (run / "models" / "mamba" / "weights.pt").exists()
+    assert (run / "models" / "naive" / "config.yaml").exists()
+    assert (run / "epochs" / "metrics.csv").exists()  # per-epoch metrics, also without MLflow
+    assert "mamba" in out.stdout and "naive" in out.stdout and str(run) in out.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_compare_backtests_every_model_and_saves_the_leaderboard(tmp_path):
+    csv = tiny_csv(tmp_path)
+    args = [*csv_data(csv), *TINY_RUN, "models=[naive,seasonal_naive,mamba]", "n_windows=2",
+            *[a.replace("model.", "overrides.mamba.") for a in tiny_model("MambaConfig")], "tracking=none"]
+    out = run_cli(["compare", *run_dir(args, tmp_path / "run")], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    assert sorted(board["model"]) == ["mamba", "naive", "seasonal_naive"]
+    assert board["mae"].is_monotonic_increasing and (board["n_fits"] == 1).all()
+    forecasts = pd.read_csv(tmp_path / "run" / "forecasts.csv")
+    assert forecasts.groupby("model")["cutoff"].nunique().eq(2).all()
+    assert (tmp_path / "run" / "forecasts.png").exists() and (tmp_path / "run" / "metrics.png").exists()
+
+
+def test_multirun_is_one_parent_run_with_a_child_run_per_job(tmp_path):
+    csv = tiny_csv(tmp_path)
+    args = ["--multirun", "model=naive,seasonal_naive", *csv_data(csv), "horizon=4", "baselines=[]",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = run_cli(["train", *args], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ssmcast")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("ssmcast.sweep") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.data.params["model._target_"] for r in children) == [
+        "ssmcast.baselines.NaiveForecaster", "ssmcast.baselines.SeasonalNaiveForecaster"]
+    assert all("test_mae" in r.data.metrics and r.info.status == "FINISHED" for r in children)
+    assert len(runs) == 3
+    assert (tmp_path / "sweep" / "0" / "leaderboard.csv").exists() and (tmp_path / "sweep" / "1").is_dir()
+
+
+@pytest.mark.slow
+def test_the_default_main_job_runs_quick_on_co2_with_mlflow(tmp_path):
+    """``ssmcast train`` with no overrides (plus quick=true): Mamba vs the seasonal ARIMA on weekly CO2."""
+    out = run_cli(["train", "quick=true", "verbose=false", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
+                  timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    assert sorted(board["model"]) == ["arima", "mamba"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
+    assert run.data.tags["dataset"] == "co2" and "arima/test_mae" in run.data.metrics
+    assert {"model", "arima"} <= {m.name for m in client.search_logged_models([run.info.experiment_id])}

@@ -1,0 +1,144 @@
+"""conf/: every model config builds the same class Python users construct and fits; to_config replays."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from cli_helpers import CONF_DIR, TINY_RUN, csv_data, tiny_csv, tiny_frame, tiny_model
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from ssmcast.config import build, save_config, to_config
+
+MODEL_NAMES = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+DATA_NAMES = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def model_node(name: str, tmp_path) -> dict:
+    raw = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    target = raw["_target_"]
+    try:
+        get_class(target)
+    except Exception as err:  # noqa: BLE001 - the forecaster class has not landed yet
+        pytest.xfail(f"{target} does not exist yet ({type(err).__name__}); conf/model/{name}.yaml waits for it")
+    backbone = raw.get("backbone", {}).get("_target_", "").rsplit(".", 1)[-1] or None
+    search = ["++model.max_models=4", "++model.max_p=2", "++model.max_q=2"] if name == "auto_arima" else []
+    cfg = compose_cfg([f"model={name}", *csv_data(tiny_csv(tmp_path)), *TINY_RUN, *tiny_model(backbone), *search])
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def test_the_groups_have_every_option_the_project_promises():
+    assert set(MODEL_NAMES) >= {"s4", "s4d", "s5", "mamba", "mamba2", "jamba", "arima", "auto_arima", "ets",
+                                "local_level", "unobserved_components", "naive", "seasonal_naive", "naive2"}
+    assert set(DATA_NAMES) >= {"etth1", "etth2", "ettm1", "ettm2", "weather", "exchange_rate", "illness",
+                               "m4_hourly", "airline", "co2", "nile", "csv", "parquet"}
+    assert {p.stem for p in (CONF_DIR / "trainer").glob("*.yaml")} >= {"cpu", "gpu", "ddp"}
+    assert {"ltsf_etth1_96", "ltsf_weather_720", "ltsf_illness_24", "m4_hourly"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_config_builds_and_fits_on_tiny_data(name, tmp_path):
+    config = model_node(name, tmp_path)
+    est = build(config)
+    assert type(est) is get_class(config["_target_"])
+    df = tiny_frame().rename(columns={"series": "unique_id", "date": "ds", "value": "y"})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="ssmcast.baselines")  # FallbackWarning
+        est.fit(df)
+        forecast = est.predict(h=4)
+    assert list(forecast.columns[:3]) == ["unique_id", "ds", "y_pred"]
+    assert len(forecast) == 2 * 4 and forecast["y_pred"].notna().all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_to_config_replays_every_model_config(name, tmp_path):
+    est = build(model_node(name, tmp_path))
+    again = instantiate(OmegaConf.create(to_config(est)))
+    assert type(again) is type(est)
+    assert again.get_params() == est.get_params()
+    path = save_config(est, tmp_path / "conf" / "model" / "mine.yaml")
+    assert build(path).get_params() == est.get_params()
+
+
+def test_to_config_keeps_tuples_nested_configs_and_the_public_class_path(tmp_path):
+    from ssmcast import MambaForecaster
+    from ssmcast.backbones.mamba import MambaConfig
+    from ssmcast.baselines import ARIMAForecaster
+
+    arima = ARIMAForecaster(order=(2, 1, 0), seasonal_order=(0, 1, 1, 12), trend="c")
+    config = to_config(arima)
+    assert config["_target_"] == "ssmcast.baselines.ARIMAForecaster"
+    replay = build(config)
+    assert replay.get_params() == arima.get_params() and replay.order == (2, 1, 0)
+
+    mamba = MambaForecaster(input_size=24, backbone=MambaConfig(d_model=16, d_state=8), trainer_kwargs={"a": [1]})
+    config = to_config(mamba)
+    assert config["_target_"] == "ssmcast.MambaForecaster"
+    assert config["backbone"]["_target_"] == "ssmcast.backbones.mamba.MambaConfig"
+    replay = build(OmegaConf.load(save_config(mamba, tmp_path / "m.yaml")))
+    assert replay.get_params() == mamba.get_params()
+    assert replay.backbone == MambaConfig(d_model=16, d_state=8) and replay.backbone is not mamba.backbone
+
+
+def test_to_config_rejects_what_a_config_cannot_hold():
+    from ssmcast.baselines import NaiveForecaster
+
+    est = NaiveForecaster()
+    est.horizon = object()
+    with pytest.raises(ValueError, match=r"NaiveForecaster\.horizon"):
+        to_config(est)
+    with pytest.raises(TypeError, match="get_params"):
+        to_config(42)
+    with pytest.raises(ValueError, match="_target_"):
+        build({"horizon": 3})
+
+
+@pytest.mark.parametrize("name", [n for n in DATA_NAMES if n not in ("csv", "parquet")])
+def test_every_dataset_config_resolves_and_names_a_known_dataset(name):
+    from ssmcast.datasets import dataset_info
+
+    cfg = compose_cfg([f"data={name}"])
+    data = OmegaConf.to_container(cfg, resolve=True)
+    info = dataset_info(data["data"]["name"])
+    assert data["horizon"] == data["data"]["horizon"] > 0
+    assert data["data"]["protocol"] == ("ltsf" if info.split is not None else "holdout")
+    assert set(data["baselines"]) <= set(MODEL_NAMES)
+
+
+def test_file_data_configs_require_a_path():
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose_cfg(["data=parquet"])
+    with pytest.raises(MissingMandatoryValue):
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiments_set_dataset_horizon_and_look_back(name):
+    cfg = OmegaConf.to_container(compose_cfg([f"experiment={name}"]), resolve=True)
+    if name.startswith("ltsf_"):
+        dataset, horizon = name[len("ltsf_"):].rsplit("_", 1)
+        assert cfg["data"]["name"] == dataset and cfg["horizon"] == int(horizon)
+        assert cfg["model"]["horizon"] == int(horizon) and cfg["model"]["input_size"] == cfg["input_size"]
+        assert cfg["baselines"] == [] and cfg["data"]["protocol"] == "ltsf"
+    else:
+        assert cfg["data"]["name"] == "m4_hourly" and cfg["horizon"] == 48
+
+
+def test_command_line_overrides_win_over_an_experiment():
+    cfg = OmegaConf.to_container(compose_cfg(["experiment=ltsf_etth1_96", "horizon=192", "model=s5"]), resolve=True)
+    assert cfg["horizon"] == 192 and cfg["model"]["_target_"] == "ssmcast.S5Forecaster"
+
+
+def test_trainer_settings_reach_the_neural_models():
+    cfg = OmegaConf.to_container(compose_cfg(["trainer=ddp", "trainer.max_epochs=3"]), resolve=True)
+    assert cfg["model"]["max_epochs"] == 3 and cfg["model"]["accelerator"] == "gpu"
+    assert cfg["model"]["trainer_kwargs"] == {"strategy": "ddp", "devices": -1}

@@ -1,0 +1,68 @@
+"""Every backbone module gets a forecaster: found automatically, fitted tiny, streamed and saved."""
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+
+import pandas as pd
+import pytest
+from panels_for_tests import make_panel
+
+import ssmcast
+import ssmcast.backbones
+import ssmcast.forecasters
+from ssmcast.backbones.config import BackboneConfig
+
+
+def backbone_configs():
+    found = []
+    for info in pkgutil.iter_modules(ssmcast.backbones.__path__):
+        module = importlib.import_module(f"ssmcast.backbones.{info.name}")
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BackboneConfig) and obj is not BackboneConfig and obj.__module__ == module.__name__:
+                found.append(obj)
+    return found
+
+
+def forecaster_for(config_cls):
+    matches = [
+        cls for _, cls in inspect.getmembers(ssmcast.forecasters, inspect.isclass)
+        if issubclass(cls, ssmcast.NeuralForecaster) and cls.backbone_config is config_cls
+    ]
+    assert len(matches) == 1, f"{config_cls.__name__} needs exactly one forecaster class; found {matches}"
+    return matches[0]
+
+
+CONFIGS = backbone_configs()
+
+
+def test_the_six_backbones_are_found():
+    names = {c.__name__ for c in CONFIGS}
+    assert {"S4Config", "S4DConfig", "S5Config", "MambaConfig", "Mamba2Config", "JambaConfig"} <= names
+
+
+def tiny_config(config_cls):
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    small = {"d_model": 8, "n_layers": 2, "d_state": 4, "head_dim": 4, "blocks": 1, "attn_every": 2, "attn_offset": 1,
+             "n_heads": 2, "n_experts": 2, "top_k": 1, "chunk_size": 8}
+    return config_cls(**{k: v for k, v in small.items() if k in fields})
+
+
+@pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
+def test_forecaster_fits_streams_and_reloads(config_cls, tmp_path):
+    cls = forecaster_for(config_cls)
+    assert getattr(ssmcast, cls.__name__) is cls
+    panel = make_panel(length=100)
+    train = panel.groupby("unique_id").head(90)
+    est = cls(input_size=16, horizon=4, max_epochs=1, batch_size=64, verbose=False, backbone=tiny_config(config_cls),
+              loss="gaussian", val_size=0)
+    est.fit(train)
+    pred = est.predict(quantiles=[0.1, 0.9])
+    assert pred.shape == (8, 5) and pred["y_pred"].notna().all()
+    assert (pred["y_pred_q0.1"] <= pred["y_pred_q0.9"]).all()
+    streamed = est.update(panel.groupby("unique_id").nth(list(range(90, 100))))
+    full = est.predict(df=panel, context="full")
+    pd.testing.assert_frame_equal(streamed, full, rtol=1e-4, atol=1e-4)
+    est.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(ssmcast.load(tmp_path / "m").predict(df=panel), est.predict(df=panel))

@@ -1,0 +1,185 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from panels_for_tests import make_panel
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+import ssmcast
+from ssmcast.backbones.mamba import MambaConfig
+from ssmcast.forecasters import MambaForecaster
+from ssmcast.training.module import NonFiniteLossError
+
+TINY = dict(input_size=24, horizon=6, max_epochs=2, batch_size=64, verbose=False)
+
+
+def tiny(**kw):
+    params = dict(TINY)
+    params["backbone"] = MambaConfig(d_model=8, n_layers=1, d_state=4)
+    params.update(kw)
+    return MambaForecaster(**params)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return tiny(quantiles=[0.1, 0.9]).fit(make_panel())
+
+
+def test_sklearn_params_and_clone():
+    est = MambaForecaster(input_size=24, horizon=6)
+    params = est.get_params()
+    assert params["backbone"] is None and params["backbone__d_state"] == MambaConfig().d_state
+    est.set_params(backbone__d_state=8, max_epochs=3)
+    assert est.backbone.d_state == 8 and est.max_epochs == 3
+    assert MambaForecaster().get_params()["backbone__d_state"] == MambaConfig().d_state  # default not mutated
+    twin = clone(est)
+    assert twin.backbone is not est.backbone and twin.backbone == est.backbone
+    assert twin.get_params() == est.get_params()
+    with pytest.raises(ValueError, match="invalid parameter 'width'"):
+        est.set_params(backbone__width=3)
+
+
+def test_fit_predict_frame(fitted):
+    pred = fitted.predict()
+    assert list(pred.columns) == ["unique_id", "ds", "y_pred", "y_pred_q0.1", "y_pred_q0.9"]
+    assert pred.groupby("unique_id").size().to_dict() == {"s0": 6, "s1": 6}
+    last = make_panel().groupby("unique_id")["ds"].max()
+    first = pred.groupby("unique_id")["ds"].min()
+    assert (first == last + pd.Timedelta(hours=1)).all()
+    assert (pred["y_pred_q0.1"] <= pred["y_pred_q0.9"]).all()
+    # series levels differ by 10: a global model with per-series scaling keeps them apart
+    means = pred.groupby("unique_id")["y_pred"].mean()
+    assert abs(means["s1"] - means["s0"] - 10) < 3
+    assert len(fitted.predict(h=3)) == 6 and fitted.predict(quantiles=[]).shape[1] == 3
+
+
+def test_recursive_rollout_extends_direct(fitted):
+    direct = fitted.predict(h=6, quantiles=[])
+    long = fitted.predict(h=15, quantiles=[])
+    assert long.groupby("unique_id").size().tolist() == [15, 15]
+    head = long.groupby("unique_id").head(6).reset_index(drop=True)
+    pd.testing.assert_frame_equal(head, direct)
+    # the second block is the model applied to history + its own first block
+    s0 = make_panel().query("unique_id == 's0'")
+    fed = pd.concat([s0, direct.query("unique_id == 's0'").rename(columns={"y_pred": "y"})], ignore_index=True)
+    again = fitted.predict(df=fed, quantiles=[])
+    np.testing.assert_allclose(again["y_pred"], long.query("unique_id == 's0'")["y_pred"].iloc[6:12], rtol=1e-4)
+
+
+def test_predict_with_history_df(fitted):
+    panel = make_panel()
+    cut = panel.groupby("unique_id").head(100)
+    pred = fitted.predict(df=cut, quantiles=[])
+    assert (pred.groupby("unique_id")["ds"].min() == cut.groupby("unique_id")["ds"].max() + pd.Timedelta(hours=1)).all()
+    only_s1 = fitted.predict(df=cut[cut.unique_id == "s1"], quantiles=[])
+    pd.testing.assert_frame_equal(only_s1, pred[pred.unique_id == "s1"].reset_index(drop=True))
+
+
+def test_same_seed_same_forecast():
+    a = tiny(seed=3).fit(make_panel()).predict()
+    b = tiny(seed=3).fit(make_panel()).predict()
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_update_equals_full_context_predict():
+    panel = make_panel(length=140)
+    train = panel.groupby("unique_id").head(110)
+    est = tiny(val_size=0).fit(train)
+    new1 = panel.groupby("unique_id").nth(list(range(110, 125)))
+    new2 = panel.groupby("unique_id").nth(list(range(125, 140)))
+    est.update(new1)
+    streamed = est.update(new2)
+    reference = est.predict(df=panel, context="full")
+    pd.testing.assert_frame_equal(streamed, reference, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="continue series"):
+        est.update(new1)  # stale rows: not right after the last stamp
+
+
+def test_save_load_identical(tmp_path, fitted):
+    fitted.save(tmp_path / "model")
+    loaded = ssmcast.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+    assert loaded.get_params() == fitted.get_params()
+    pd.testing.assert_frame_equal(loaded.predict(context="full"), fitted.predict(context="full"))
+
+
+def test_load_refuses_foreign_class(tmp_path, fitted):
+    fitted.save(tmp_path / "m")
+    params = (tmp_path / "m" / "params.json").read_text().replace("ssmcast.forecasters.neural.MambaForecaster",
+                                                                   "os.system")
+    (tmp_path / "m" / "params.json").write_text(params)
+    with pytest.raises(ValueError, match="only name ssmcast classes"):
+        ssmcast.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="not a saved ssmcast model"):
+        ssmcast.load(tmp_path / "nothing")
+
+
+def test_pickle_round_trip(fitted):
+    clone_ = pickle.loads(pickle.dumps(fitted))
+    pd.testing.assert_frame_equal(clone_.predict(), fitted.predict())
+
+
+def test_mixed_channel_mode_and_predict_windows():
+    panel = make_panel(n_series=3)
+    est = tiny(channel_mode="mixed").fit(panel)
+    pred = est.predict()
+    assert pred.groupby("unique_id").size().tolist() == [6, 6, 6]
+    wide = panel.pivot(index="ds", columns="unique_id", values="y")
+    ctx = np.stack([wide.to_numpy()[-24:], wide.to_numpy()[-30:-6]])
+    out = est.predict_windows(ctx)
+    assert out.shape == (2, 6, 3)
+    np.testing.assert_allclose(out[0].T.ravel(), pred["y_pred"].to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_covariates_future_and_static():
+    panel = make_panel(covariates=True)
+    est = tiny(past_covariates=["temp"], future_covariates=["promo"], static_features=["size"],
+               calendar_features=True).fit(panel)
+    stamps = pd.date_range(panel.ds.max() + pd.Timedelta(hours=1), periods=6, freq="h")
+    future = pd.concat([pd.DataFrame({"unique_id": u, "ds": stamps, "promo": 1.0}) for u in ("s0", "s1")])
+    pred = est.predict(future_df=future)
+    assert len(pred) == 12
+    with pytest.raises(ValueError, match="future_df"):
+        est.predict()
+    with pytest.raises(ValueError, match="misses future covariate values"):
+        est.predict(future_df=future.iloc[:3])
+    with pytest.raises(ValueError, match="lacks the covariate column"):
+        est.predict(df=panel.drop(columns="temp"), future_df=future)
+    with pytest.raises(ValueError, match="past_covariates"):
+        est.predict(h=12, future_df=future)
+
+
+def test_bad_input_errors(fitted):
+    with pytest.raises(NotFittedError):
+        tiny().predict()
+    with pytest.raises(ValueError, match="unknown unique_id"):
+        fitted.predict(df=make_panel(n_series=3).query("unique_id == 's2'"))
+    with pytest.raises(ValueError, match="shorter than input_size"):
+        fitted.predict(df=make_panel().groupby("unique_id").head(10))
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="h must be a positive integer"):
+            fitted.predict(h=bad)
+    with pytest.raises(ValueError, match="not trained"):
+        fitted.predict(quantiles=[0.3])
+    with pytest.raises(ValueError, match="input_size must be a positive integer"):
+        tiny(input_size=0).fit(make_panel())
+    with pytest.raises(ValueError, match="shorter than input_size"):
+        tiny(input_size=200).fit(make_panel())
+    with pytest.raises(ValueError, match="channel_mode"):
+        tiny(channel_mode="both").fit(make_panel())
+
+
+def test_caller_frame_unchanged():
+    panel = make_panel().sample(frac=1.0, random_state=0)
+    before = panel.copy(deep=True)
+    tiny(max_epochs=1).fit(panel)
+    pd.testing.assert_frame_equal(panel, before)
+
+
+def test_nan_loss_is_named():
+    panel = make_panel()
+    panel["y"] = panel["y"] * 1e30
+    with pytest.raises(NonFiniteLossError, match="learning rate"):
+        tiny(scaler=None).fit(panel)

@@ -1,0 +1,92 @@
+"""Training across processes for real: DDP over two CPU processes (gloo), and resuming a killed fit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = r'''
+import json, os, sys
+import pandas as pd
+sys.path.insert(0, {tests!r})
+from panels_for_tests import make_panel
+from ssmcast.backbones.mamba import MambaConfig
+from ssmcast.forecasters import MambaForecaster
+
+mode, out = sys.argv[1], sys.argv[2]
+kwargs = dict(input_size=24, horizon=6, batch_size=16, verbose=False, seed=0, lr_schedule=None,
+              backbone=MambaConfig(d_model=8, n_layers=1, d_state=4), val_size=0)
+if mode == "ddp":
+    kwargs.update(max_epochs=2, trainer_kwargs={{"strategy": "ddp", "devices": 2, "accelerator": "cpu"}})
+else:
+    kwargs.update(max_epochs=int(sys.argv[3]), checkpoint_dir=sys.argv[4])
+est = MambaForecaster(**kwargs)
+est.fit(make_panel(), resume=(mode == "resume"))
+rank = int(os.environ.get("LOCAL_RANK", 0))
+pred = est.predict()
+pred.to_csv(f"{{out}}.rank{{rank}}.csv", index=False)
+with open(f"{{out}}.rank{{rank}}.json", "w") as f:
+    json.dump({{"world_size": est.world_size_, "epochs": est.n_epochs_}}, f)
+'''
+
+
+def _write_script(tmp_path: Path) -> Path:
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    return script
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONWARNINGS"] = "ignore"
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return env
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    script = _write_script(tmp_path)
+    out = tmp_path / "ddp"
+    subprocess.run([sys.executable, str(script), "ddp", str(out)], check=True, cwd=tmp_path, env=_env(),
+                   timeout=600)
+    infos = [json.loads(Path(f"{out}.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [i["world_size"] for i in infos] == [2, 2]
+    a, b = (pd.read_csv(f"{out}.rank{r}.csv") for r in (0, 1))
+    pd.testing.assert_frame_equal(a, b)  # DDP keeps the replicas identical
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    script = _write_script(tmp_path)
+    epochs = 4
+    reference = tmp_path / "ref"
+    subprocess.run([sys.executable, str(script), "fit", str(reference), str(epochs), str(tmp_path / "ck_ref")],
+                   check=True, cwd=tmp_path, env=_env(), timeout=600)
+
+    ckpt = tmp_path / "ck"
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), "fit", str(killed), "1000", str(ckpt)], cwd=tmp_path,
+                            env=_env(), start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (ckpt / "last.ckpt").exists():  # wait for the first epoch's checkpoint, then kill
+            assert proc.poll() is None and time.time() < deadline, "training subprocess ended early"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not Path(f"{killed}.rank0.csv").exists()  # it really died mid-fit
+
+    resumed = tmp_path / "resumed"
+    subprocess.run([sys.executable, str(script), "resume", str(resumed), str(epochs), str(ckpt)], check=True,
+                   cwd=tmp_path, env=_env(), timeout=600)
+    ref = pd.read_csv(f"{reference}.rank0.csv")
+    res = pd.read_csv(f"{resumed}.rank0.csv")
+    pd.testing.assert_frame_equal(res, ref, rtol=1e-4, atol=1e-5)
