@@ -124,3 +124,22 @@ def test_the_default_main_job_runs_quick_on_co2_with_mlflow(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
     assert run.data.tags["dataset"] == "co2" and "arima/test_mae" in run.data.metrics
     assert {"model", "arima"} <= {m.name for m in client.search_logged_models([run.info.experiment_id])}
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs_trials_as_child_runs(tmp_path):
+    """``hydra/sweeper=tune``: Optuna proposes the learning rate and backbone size; each trial is a child run."""
+    csv = tiny_csv(tmp_path)
+    args = ["--multirun", "hydra/sweeper=tune", "hydra.sweeper.n_trials=2", *csv_data(csv), *TINY_RUN,
+            "baselines=[]", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = run_cli(["train", *args], tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Best parameters" in out.stdout + out.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and all("test_mae" in r.data.metrics for r in children)
+    learning_rates = {r.data.params["model.learning_rate"] for r in children}
+    assert len(learning_rates) == 2  # the sampler really varied the searched parameter
