@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/ssmcast train $(ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/ssmcast train $(ARGS)
 
 test: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m pytest -n 2 -q --nbmake tests notebooks $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check ssmcast tests benchmarks
 
 lint: $(STAMP)

@@ -61,7 +61,7 @@ def overall(forecast, test, train, naive2) -> tuple[float, float, float]:
 def css_vs_exact(y: np.ndarray, specs, repeats: int) -> None:
     """CPU time of one CSS fit and one exact MLE fit (statsmodels) of the same models on one series."""
     print(f"\none fit on {len(y)} values, CPU seconds (process_time), side by side:")
-    print(f"{'model':<28}{'CSS ms':>9}{'exact s':>9}{'ratio':>8}{'CSS AICc':>11}{'exact AICc':>12}")
+    print(f"{'model':<36}{'CSS ms':>9}{'exact s':>9}{'ratio':>8}{'CSS AICc':>11}{'exact AICc':>12}")
     for order, seasonal, constant in specs:
         start = time.process_time()
         for _ in range(repeats):
@@ -73,7 +73,7 @@ def css_vs_exact(y: np.ndarray, specs, repeats: int) -> None:
             exact = fit_sarimax(y, order, seasonal, "c" if constant else None)[3]
         t_exact = time.process_time() - start
         name = arima_name(order, seasonal, "c" if constant else None)
-        print(f"{name:<28}{t_css * 1e3:>9.1f}{t_exact:>9.2f}{t_exact / t_css:>8.0f}{css.aicc:>11.1f}"
+        print(f"{name:<36}{t_css * 1e3:>9.1f}{t_exact:>9.2f}{t_exact / t_css:>8.0f}{css.aicc:>11.1f}"
               f"{exact.aicc:>12.1f}")
 
 

@@ -99,7 +99,7 @@ def streaming(name: str, history: int, n_updates: int) -> dict:
     y = np.sin(np.arange(total) * 2 * np.pi / 24) + 0.1 * rng.normal(size=total)
     frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
     est = getattr(ssmcast, BACKBONES[name])(input_size=96, horizon=24, max_epochs=1, verbose=False, val_size=0,
-                                            trainer_kwargs={"max_steps": 2})
+                                            revin=False, trainer_kwargs={"max_steps": 2})
     est.fit(frame.iloc[:history])
     start = time.perf_counter()
     est.predict(context="full")  # one-off: the recurrent state over the training history

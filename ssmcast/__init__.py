@@ -8,6 +8,12 @@ The top-level names are imported lazily, so ``import ssmcast`` (and the CLI's ``
 from __future__ import annotations
 
 import importlib
+import os
+
+# torch's OpenMP workers spin-wait between parallel regions by default; the SSM scans issue many small ops,
+# and on a busy machine spinning threads made training up to 8x slower (benchmarks/README numbers). Takes
+# effect when ssmcast is imported before torch; set OMP_WAIT_POLICY yourself to choose otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

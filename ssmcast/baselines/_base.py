@@ -18,7 +18,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ssmcast.data.frames import future_timestamps, infer_freq, validate
 from ssmcast.forecasting import check_quantiles, forecast_frame, season_length_from_freq

@@ -226,8 +226,8 @@ def fit_css(y, order=(0, 0, 0), seasonal_order=(0, 0, 0, 0), constant: bool = Fa
     """CSS estimate of ARIMA ``order`` x ``seasonal_order`` (P, D, Q, m) on ``y`` (see the module docstring).
 
     ``constant`` adds the mean of the differenced series (the mean when d + D = 0, the drift when d + D = 1).
-    ``max_nfev`` bounds the residual evaluations (default: scipy's ``100 (k + 1)``). Raises ``ValueError`` on
-    non-finite ``y`` or too few residuals for the number of coefficients.
+    ``max_nfev`` bounds the residual evaluations (default: scipy's ``100 k`` for k coefficients). Raises
+    ``ValueError`` on non-finite ``y`` or too few residuals for the number of coefficients.
     """
     (p, d, q), (P, D, Q, m) = _check_orders(order, seasonal_order)
     m = m if P + D + Q > 0 else 1

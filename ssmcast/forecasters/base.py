@@ -58,7 +58,10 @@ class NeuralForecaster(BaseEstimator):
     channel_mode : "independent" (each series a sample) or "mixed" (the series are channels of one
         sample; all series must share their time stamps).
     scaler : per-series "standard" or "robust" scaling fitted on the training part, or None.
-    revin : reversible instance normalisation of every input window (not with ``context="full"``).
+    revin : reversible instance normalisation of every input window (default; it copes with level shifts
+        and trends, as in the long-horizon literature). Streaming (``update``, ``context="full"``) runs the
+        recurrent state over the whole history, where a window statistic is undefined: fit with
+        ``revin=False`` for that (the per-series ``scaler`` fitted at fit time then does the normalising).
     past_covariates, future_covariates, static_features : column names in the training frame; future
         covariates must also be given over the forecast horizon at predict time (``future_df``).
     calendar_features : add sin/cos calendar encodings of the time stamps as future-known covariates.
@@ -88,7 +91,7 @@ class NeuralForecaster(BaseEstimator):
         quantiles: list[float] | None = None,
         channel_mode: str = "independent",
         scaler: str | None = "standard",
-        revin: bool = False,
+        revin: bool = True,
         past_covariates: list[str] | None = None,
         future_covariates: list[str] | None = None,
         static_features: list[str] | None = None,
@@ -529,7 +532,8 @@ class NeuralForecaster(BaseEstimator):
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}; got {context!r}")
         if context == "full" and self.revin:
-            raise ValueError("context='full' is not defined with revin=True (RevIN normalises each window)")
+            raise ValueError("context='full' is not defined with revin=True (RevIN normalises each window); "
+                             "fit with revin=False to forecast from the recurrent state over the full history")
         levels = check_quantiles(self.quantiles if quantiles is None else quantiles)
         self.loss_fn_.quantiles(self.net_.head.weight.new_zeros(1, 1, 1, self.loss_fn_.n_params), levels)
         past, _, _ = self._columns()
@@ -649,7 +653,8 @@ class NeuralForecaster(BaseEstimator):
         """
         check_is_fitted(self, "net_")
         if self.revin:
-            raise ValueError("update() streams the recurrent state over the full history; not with revin=True")
+            raise ValueError("update() streams the recurrent state over the full history, which RevIN (per-window "
+                             "normalisation) does not define: fit with revin=False to stream")
         frame = self._validate_frame(df_new, "df_new")
         unknown = sorted(set(frame[ID]) - set(self.ids_))
         if unknown:

@@ -56,7 +56,7 @@ def test_forecaster_fits_streams_and_reloads(config_cls, tmp_path):
     panel = make_panel(length=100)
     train = panel.groupby("unique_id").head(90)
     est = cls(input_size=16, horizon=4, max_epochs=1, batch_size=64, verbose=False, backbone=tiny_config(config_cls),
-              loss="gaussian", val_size=0)
+              loss="gaussian", val_size=0, revin=False)
     est.fit(train)
     pred = est.predict(quantiles=[0.1, 0.9])
     assert pred.shape == (8, 5) and pred["y_pred"].notna().all()

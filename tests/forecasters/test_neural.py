@@ -12,7 +12,7 @@ from ssmcast.backbones.mamba import MambaConfig
 from ssmcast.forecasters import MambaForecaster
 from ssmcast.training.module import NonFiniteLossError
 
-TINY = dict(input_size=24, horizon=6, max_epochs=2, batch_size=64, verbose=False)
+TINY = dict(input_size=24, horizon=6, max_epochs=2, batch_size=64, verbose=False, revin=False)
 
 
 def tiny(**kw):
@@ -169,6 +169,16 @@ def test_bad_input_errors(fitted):
         tiny(input_size=200).fit(make_panel())
     with pytest.raises(ValueError, match="channel_mode"):
         tiny(channel_mode="both").fit(make_panel())
+
+
+def test_revin_default_and_streaming_needs_it_off():
+    assert MambaForecaster().revin is True
+    est = tiny(revin=True, max_epochs=1).fit(make_panel())
+    assert est.predict().shape == (12, 3)
+    with pytest.raises(ValueError, match="revin=False"):
+        est.update(make_panel(length=121).groupby("unique_id").tail(1))
+    with pytest.raises(ValueError, match="revin=False"):
+        est.predict(context="full")
 
 
 def test_caller_frame_unchanged():
