@@ -143,3 +143,36 @@ def test_optuna_sweep_runs_trials_as_child_runs(tmp_path):
     assert len(children) == 2 and all("test_mae" in r.data.metrics for r in children)
     learning_rates = {r.data.params["model.learning_rate"] for r in children}
     assert len(learning_rates) == 2  # the sampler really varied the searched parameter
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_localhost(tmp_path):
+    """``ssmcast ui`` starts the MLflow server on 127.0.0.1 against ./mlflow.db; stopped by its process group."""
+    import os
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "ssmcast.cli", "ui", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, health = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    health = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert health == "OK", proc.stdout.read1().decode() if proc.poll() is not None else "server never healthy"
+        assert (tmp_path / "mlflow.db").exists()
+        with socket.socket() as sock:  # bound to loopback only: no listener on another local address
+            assert sock.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        proc.stdout.close()
