@@ -14,6 +14,7 @@ turns a module into AdamW parameter groups.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -39,6 +40,19 @@ class BackboneConfig:
 
     def build(self) -> nn.Module:
         raise NotImplementedError
+
+    def residual_stack(self, make_mixer: Callable[[], nn.Module]) -> nn.Module:
+        """``n_layers`` pre-norm residual blocks around ``make_mixer()``, then a final norm (uses the config's
+        ``d_model``, ``n_layers``, ``norm`` and ``dropout`` fields)."""
+        from ssmcast.backbones.blocks import ResidualBlock, SequenceStack
+
+        n_layers, dropout = self.n_layers, self.dropout
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        blocks = [ResidualBlock(make_mixer(), self.d_model, norm=self.norm, dropout=dropout) for _ in range(n_layers)]
+        return SequenceStack(blocks, self.d_model, norm=self.norm)
 
 
 def tag_optim(param: nn.Parameter, **settings: Any) -> nn.Parameter:

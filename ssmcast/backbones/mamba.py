@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmcast.backbones.blocks import ResidualBlock, SequenceStack
+from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
 from ssmcast.ops.selective_scan import selective_scan, selective_state_update
 
@@ -195,25 +195,12 @@ class MambaConfig(BackboneConfig):
     norm: str = "rms"
 
     def build(self) -> SequenceStack:
-        if not isinstance(self.n_layers, int) or self.n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {self.n_layers!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        blocks = [
-            ResidualBlock(
-                Mamba(
-                    self.d_model,
-                    d_state=self.d_state,
-                    d_conv=self.d_conv,
-                    expand=self.expand,
-                    dt_rank=self.dt_rank,
-                    dt_min=self.dt_min,
-                    dt_max=self.dt_max,
-                ),
-                self.d_model,
-                norm=self.norm,
-                dropout=self.dropout,
-            )
-            for _ in range(self.n_layers)
-        ]
-        return SequenceStack(blocks, self.d_model, norm=self.norm)
+        return self.residual_stack(lambda: Mamba(
+            self.d_model,
+            d_state=self.d_state,
+            d_conv=self.d_conv,
+            expand=self.expand,
+            dt_rank=self.dt_rank,
+            dt_min=self.dt_min,
+            dt_max=self.dt_max,
+        ))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssmcast.backbones.blocks import ResidualBlock, SequenceStack
+from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
 from ssmcast.ops.conv import fft_conv
 from ssmcast.ops.hippo import nplr_legs, s4d_init
@@ -280,29 +280,19 @@ class S4Config(BackboneConfig):
     ssm_lr: float | None = 1e-3
 
     def build(self) -> SequenceStack:
-        _positive_int(self.n_layers, "n_layers")
-        blocks = [
-            ResidualBlock(
-                S4(
-                    self.d_model,
-                    d_state=self.d_state,
-                    mode=self.mode,
-                    init=self.init,
-                    discretization=self.discretization,
-                    dt_min=self.dt_min,
-                    dt_max=self.dt_max,
-                    channels=self.channels,
-                    bidirectional=self.bidirectional,
-                    dropout=self.dropout,
-                    ssm_lr=self.ssm_lr,
-                ),
-                self.d_model,
-                norm=self.norm,
-                dropout=self.dropout,
-            )
-            for _ in range(self.n_layers)
-        ]
-        return SequenceStack(blocks, self.d_model, norm=self.norm)
+        return self.residual_stack(lambda: S4(
+            self.d_model,
+            d_state=self.d_state,
+            mode=self.mode,
+            init=self.init,
+            discretization=self.discretization,
+            dt_min=self.dt_min,
+            dt_max=self.dt_max,
+            channels=self.channels,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+            ssm_lr=self.ssm_lr,
+        ))
 
 
 @dataclasses.dataclass

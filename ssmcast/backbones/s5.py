@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ssmcast.backbones.blocks import ResidualBlock, SequenceStack
+from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
 from ssmcast.ops.hippo import nplr_legs
 from ssmcast.ops.s5 import discretize, s5_scan
@@ -271,29 +271,18 @@ class S5Config(BackboneConfig):
     ssm_lr: float | None = 1e-3
 
     def build(self) -> SequenceStack:
-        if isinstance(self.n_layers, bool) or not isinstance(self.n_layers, int) or self.n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {self.n_layers!r}")
-        layers = [
-            ResidualBlock(
-                S5(
-                    self.d_model,
-                    d_state=self.d_state,
-                    blocks=self.blocks,
-                    discretization=self.discretization,
-                    dt_min=self.dt_min,
-                    dt_max=self.dt_max,
-                    conj_sym=self.conj_sym,
-                    C_init=self.C_init,
-                    bidirectional=self.bidirectional,
-                    activation=self.activation,
-                    dropout=self.dropout,
-                    ssm_lr=self.ssm_lr,
-                    clip_eigs=self.clip_eigs,
-                ),
-                self.d_model,
-                norm=self.norm,
-                dropout=self.dropout,
-            )
-            for _ in range(self.n_layers)
-        ]
-        return SequenceStack(layers, self.d_model, norm=self.norm)
+        return self.residual_stack(lambda: S5(
+            self.d_model,
+            d_state=self.d_state,
+            blocks=self.blocks,
+            discretization=self.discretization,
+            dt_min=self.dt_min,
+            dt_max=self.dt_max,
+            conj_sym=self.conj_sym,
+            C_init=self.C_init,
+            bidirectional=self.bidirectional,
+            activation=self.activation,
+            dropout=self.dropout,
+            ssm_lr=self.ssm_lr,
+            clip_eigs=self.clip_eigs,
+        ))
