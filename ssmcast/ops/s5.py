@@ -2,12 +2,14 @@
 
 Smith, Warrington & Linderman, "Simplified State Space Layers for Sequence Modeling" (ICLR 2023).
 The state matrix is diagonal (``Lambda``), so the recurrence ``x_k = Lambda_bar x_{k-1} + B_bar u_k``
-is, per state, a causal convolution with the kernel ``Lambda_bar^k``. :func:`diagonal_scan` evaluates
-it as a chunked scan: inside a chunk of ``T`` steps, one batched matrix product with the lower
-triangular Toeplitz matrix ``Lambda_bar^(t-s)``; across chunks, the same scan applied recursively to
-the chunk-end states with ``Lambda_bar^T`` (so ``log_T(L)`` levels and no Python loop over time).
-Powers are only raised to non-negative exponents (no division by ``Lambda_bar^k``, which would
-overflow for decaying states) and are computed in float64, so long chunks stay accurate in float32.
+runs state by state. :func:`diagonal_scan` evaluates it as a chunked scan: the sequence is cut into
+chunks of ``T`` steps, all chunks advance together from a zero state (``T - 1`` vectorised updates, each
+over every chunk at once); the chunk-end states are then combined by the same scan, applied recursively
+with ``Lambda_bar^T``, and each chunk adds ``Lambda_bar^(t+1)`` times the state entering it. That is
+``log_T(L)`` levels, no loop over ``L``, and about three passes over the data: on a CPU the scan is
+bound by memory, not arithmetic. The powers of ``Lambda_bar`` are taken in float64 and only to
+non-negative exponents (no division by ``Lambda_bar^k``, which would overflow for decaying states).
+The gradient is the adjoint recurrence, run backwards in time by the same scan.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-DEFAULT_CHUNK = 32  # 16-64 measured within noise of each other on CPU (benchmarks/bench_s5.py --chunk)
+DEFAULT_CHUNK = 16  # fastest of 4-128 on CPU at L = 4096 (benchmarks/bench_s5.py --chunk)
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -99,32 +101,68 @@ def _flush_tiny(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(z.abs() < tiny, 0, z).to(dtype)
 
 
-def _chunked_scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, chunk: int) -> torch.Tensor:
-    """``x_k = a x_{k-1} + b_k`` from ``x_{-1} = x0`` (None: 0), state-major: ``a (P,)`` complex128,
-    ``b (P, M, L)`` contiguous, ``x0 (P, M)``. Returns ``(P, M, L)``."""
-    P, M, L = b.shape
+def _scan_inplace(a: torch.Tensor, x: torch.Tensor, x0: torch.Tensor | None, chunk: int) -> torch.Tensor:
+    """Overwrite ``x (batch, L, P)`` (holding ``b``) with the states of ``x_k = a x_{k-1} + b_k`` from
+    ``x_{-1} = x0`` (None: 0); ``a (P,)`` complex128, ``x0 (batch, P)``. Returns ``x``."""
+    batch, L, P = x.shape
     T = min(chunk, L)
-    n_chunks = -(-L // T)
-    if n_chunks * T != L:
-        b = F.pad(b, (0, n_chunks * T - L))  # (P, M, n_chunks T)
-    pows = _powers(a, T + 1)  # (T+1, P)
-    t = torch.arange(T, device=b.device)
-    lag = t[None, :] - t[:, None]  # (T, T): [s, t] -> t - s
-    toeplitz = torch.where((lag >= 0)[..., None], pows[lag.clamp(min=0)], 0)  # (T, T, P)
-    toeplitz = _flush_tiny(toeplitz.permute(2, 0, 1), b.dtype)  # (P, T, T): x_t = sum_s b_s a^(t-s)
-    x = torch.bmm(b.view(P, M * n_chunks, T), toeplitz)  # (P, M n_chunks, T), from zero in each chunk
-    if n_chunks > 1:
-        ends = x.view(P, M, n_chunks, T)[..., -1].contiguous()  # (P, M, n_chunks) chunk-local end states
-        ends = _chunked_scan(pows[T], ends, x0, chunk)  # (P, M, n_chunks) true end states
-        first = torch.zeros_like(ends[..., :1]) if x0 is None else x0.to(b.dtype)[..., None]  # (P, M, 1)
-        carry = torch.cat([first, ends[..., :-1]], -1)  # (P, M, n_chunks): state entering each chunk
-    elif x0 is not None:
-        carry = x0.to(b.dtype)[..., None]  # (P, M, 1)
-    else:
-        return x.view(P, M, n_chunks * T)[..., :L]
-    decay = _flush_tiny(pows[1:].T, b.dtype)[:, None, None, :]  # (P, 1, 1, T): a^(t+1)
-    x = x.view(P, M, n_chunks, T) + carry[..., None] * decay  # (P, M, n_chunks, T)
-    return x.view(P, M, n_chunks * T)[..., :L]
+    n = -(-L // T)
+    buf = x if n * T == L else F.pad(x, (0, 0, 0, n * T - L))  # (batch, n T, P): zeros past the end
+    w = buf.view(batch, n, T, P)
+    a_w = _flush_tiny(a, x.dtype)
+    for t in range(1, T):  # every chunk at once, from zero
+        w[:, :, t].addcmul_(w[:, :, t - 1], a_w)  # (batch, n, P)
+    if n > 1 or x0 is not None:
+        pows = _flush_tiny(_powers(a, T + 1)[1:], x.dtype)  # (T, P): a^1 .. a^T
+        if n > 1:
+            ends = _scan_inplace(a ** T, w[:, :, -1].clone(), x0, chunk)  # (batch, n, P) true chunk-end states
+            first = ends.new_zeros(batch, 1, P) if x0 is None else x0.to(x.dtype)[:, None]  # (batch, 1, P)
+            carry = torch.cat([first, ends[:, :-1]], 1)  # (batch, n, P): state entering each chunk
+        else:
+            carry = x0.to(x.dtype)[:, None]  # (batch, 1, P)
+        w.addcmul_(carry[:, :, None], pows)  # (batch, n, T, P)
+    if buf is not x:
+        x.copy_(buf[:, :L])
+    return x
+
+
+class _DiagonalScan(torch.autograd.Function):
+    """``x_k = a x_{k-1} + b_k`` in place on ``b (batch, L, 2P)`` real, the complex ``b_k`` stored as
+    interleaved (re, im) pairs, so that a matrix product can write it and read the states with no copy.
+    The gradient of ``b`` is the same scan run backwards in time with ``conj(a)``; those of ``a`` and
+    ``x0`` follow from it (PyTorch's conjugate convention for complex gradients)."""
+
+    @staticmethod
+    def forward(ctx, a, b, x0, chunk):
+        batch, L, P2 = b.shape
+        _scan_inplace(a, torch.view_as_complex(b.view(batch, L, P2 // 2, 2)), x0, chunk)  # (batch, L, P)
+        ctx.mark_dirty(b)
+        ctx.save_for_backward(a, b, x0)
+        ctx.chunk = chunk
+        return b
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        a, b, x0 = ctx.saved_tensors
+        batch, L, P2 = b.shape
+        x = torch.view_as_complex(b.view(batch, L, P2 // 2, 2))  # (batch, L, P)
+        g = torch.view_as_complex(grad.flip(1).view(batch, L, P2 // 2, 2))  # (batch, L, P), reversed in time
+        grad_b = _scan_inplace(a.conj(), g, None, ctx.chunk).flip(1)  # (batch, L, P)
+        grad_a = grad_x0 = None
+        if ctx.needs_input_grad[0]:
+            grad_a = (x[:, :-1].conj() * grad_b[:, 1:]).sum((0, 1))  # (P,)
+            if x0 is not None:
+                grad_a = grad_a + (x0.to(x.dtype).conj() * grad_b[:, 0]).sum(0)
+            grad_a = grad_a.to(a.dtype)
+        if x0 is not None and ctx.needs_input_grad[2]:
+            grad_x0 = (a.conj().to(x.dtype) * grad_b[:, 0]).to(x0.dtype)  # (batch, P)
+        return grad_a, torch.view_as_real(grad_b).reshape(batch, L, P2), grad_x0, None
+
+
+def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, chunk: int) -> torch.Tensor:
+    """States ``(batch, L, 2P)`` (interleaved re, im) of the scan over ``b``, which it overwrites."""
+    return _DiagonalScan.apply(a, b, x0, chunk)
 
 
 def _check_chunk(chunk_size) -> int:
@@ -144,7 +182,7 @@ def diagonal_scan(
 
     ``Lambda_bar (P,)`` complex, ``Bu (batch, L, P)`` complex, ``x0 (batch, P)``. Returns
     ``(batch, L, P)`` in ``Bu``'s dtype. Parallel chunked scan (module docstring); ``chunk_size``
-    defaults to 32.
+    defaults to 16.
     """
     _check_tensor("Lambda_bar", Lambda_bar, 1)
     _check_tensor("Bu", Bu, 3)
@@ -158,9 +196,8 @@ def diagonal_scan(
     chunk = _check_chunk(chunk_size)
     _check_x0(x0, batch, P)
     a = Lambda_bar.to(torch.complex128)  # powers in double precision: see module docstring
-    x0_t = None if x0 is None else x0.T  # (P, batch)
-    xs = _chunked_scan(a, Bu.permute(2, 0, 1).contiguous(), x0_t, chunk)  # (P, batch, L)
-    return xs.permute(1, 2, 0)  # (batch, L, P)
+    b = torch.view_as_real(Bu).reshape(batch, L, 2 * P).clone()  # (batch, L, 2P), overwritten by the scan
+    return torch.view_as_complex(_scan(a, b, x0, chunk).view(batch, L, P, 2))  # (batch, L, P)
 
 
 def _check_x0(x0, batch: int, P: int) -> None:
@@ -222,26 +259,21 @@ def s5_scan(
     cdtype = _complex_dtype(compute)
     a = Lambda_bar.to(torch.complex128)  # powers in double precision: see module docstring
     with torch.autocast(device_type=u.device.type, enabled=False):
-        # state-major layout (P, batch, L) throughout: the chunk products are batched over states
-        B_c = B_bar.to(cdtype)
-        W_in = torch.cat([B_c.real, B_c.imag], 0)  # (2P, H)
-        Bu = W_in @ u.to(compute).reshape(batch * L, H).T  # (2P, batch L)
-        Bu = torch.complex(Bu[:P], Bu[P:]).view(P, batch, L)  # (P, batch, L)
-        x0_t = None if x0 is None else x0.T  # (P, batch)
-        xs = _chunked_scan(a, Bu, x0_t, chunk)  # (P, batch, L)
+        # time-major throughout; complex numbers as interleaved (re, im) pairs, so that both projections are
+        # single real matrix products and the scan runs on a view of the first one's output
+        W_in = torch.view_as_real(B_bar.to(cdtype)).permute(1, 0, 2).reshape(H, 2 * P)  # (H, 2P)
+        Bu = torch.matmul(u.to(compute), W_in)  # (batch, L, 2P)
+        Bu_back = Bu.flip(1) if bidirectional else None  # (batch, L, 2P), before the scan overwrites Bu
+        xs = _scan(a, Bu, x0, chunk)  # (batch, L, 2P)
         if bidirectional:
-            xs_back = _chunked_scan(a, Bu.flip(-1), None, chunk).flip(-1)  # (P, batch, L)
-            xs_all = torch.cat([xs, xs_back], 0)  # (2P, batch, L)
+            xs_all = torch.cat([xs, _scan(a, Bu_back, None, chunk).flip(1)], 2)  # (batch, L, 4P)
         else:
             xs_all = xs
-        # Re(C x) = [Re C, -Im C] . [Re x; Im x]
-        C_c = C_tilde.to(cdtype)
-        W_out = torch.cat([C_c.real, -C_c.imag], 1)  # (H, 2P')
-        x_ri = torch.view_as_real(xs_all).permute(3, 0, 1, 2).reshape(2 * n_read, batch * L)  # (2P', batch L)
-        y = (x_ri.T @ W_out.T).view(batch, L, H)  # (B, L, H)
-        if conj_sym:
-            y = 2 * y
+        # Re(C x) = Re C . Re x - Im C . Im x, with the (re, im) pairs interleaved as in Bu; 2 Re for conj_sym
+        C_c = C_tilde.to(cdtype) * (2 if conj_sym else 1)
+        W_out = torch.stack([C_c.real, -C_c.imag], -1).reshape(H, 2 * n_read)  # (H, 2P')
+        y = torch.matmul(xs_all, W_out.T)  # (B, L, H)
     y = y.to(u.dtype)
     if return_state:
-        return y, xs[..., -1].T  # (batch, P)
+        return y, torch.view_as_complex(xs[:, -1].reshape(batch, P, 2))  # (batch, P)
     return y

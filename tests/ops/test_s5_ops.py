@@ -325,3 +325,13 @@ def test_s5_scan_cuda_matches_cpu():
     torch.testing.assert_close(u_cuda.grad.cpu(), u.grad, rtol=0, atol=1e-5 * u.grad.abs().max().item())
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert s5_scan(Lambda_bar.cuda(), B_bar.cuda(), C.cuda(), u_cuda).dtype == torch.float32
+
+
+def test_diagonal_scan_gradcheck_three_levels_with_initial_state():
+    """L = 37 with chunk 3: 13 chunks -> 5 -> 2 -> 1, a padded tail at each level, and x0 carried through."""
+    g = torch.Generator().manual_seed(16)
+    a = torch.polar(torch.rand(3, generator=g, dtype=torch.float64) * 0.9 + 0.05,
+                    torch.randn(3, generator=g, dtype=torch.float64)).requires_grad_()
+    b = torch.complex(*torch.randn(2, 2, 37, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    x0 = torch.complex(*torch.randn(2, 2, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b, x0: diagonal_scan(a, b, x0, chunk_size=3), (a, b, x0))
