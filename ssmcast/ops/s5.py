@@ -147,7 +147,7 @@ class _DiagonalScan(torch.autograd.Function):
         a, b, x0 = ctx.saved_tensors
         batch, L, P2 = b.shape
         x = torch.view_as_complex(b.view(batch, L, P2 // 2, 2))  # (batch, L, P)
-        g = torch.view_as_complex(grad.flip(1).view(batch, L, P2 // 2, 2))  # (batch, L, P), reversed in time
+        g = torch.view_as_complex(grad.flip(1).contiguous().view(batch, L, P2 // 2, 2))  # (batch, L, P), reversed
         grad_b = _scan_inplace(a.conj(), g, None, ctx.chunk).flip(1)  # (batch, L, P)
         grad_a = grad_x0 = None
         if ctx.needs_input_grad[0]:

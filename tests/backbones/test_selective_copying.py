@@ -43,3 +43,21 @@ def test_mamba_solves_selective_copying_and_s4d_does_not(selective_copying):
     s4d = selective_copying.train_copy(stacks["s4d"], **settings)
     assert mamba["accuracy"] > 0.9, mamba
     assert s4d["accuracy"] < mamba["accuracy"] - 0.25, (mamba, s4d)
+
+
+def test_curriculum_trains_shorter_stages_first(selective_copying, monkeypatch):
+    lengths = []
+    make_batch = selective_copying.make_batch
+
+    def recording(batch_size, seq_len, *args, **kwargs):
+        lengths.append(seq_len)
+        return make_batch(batch_size, seq_len, *args, **kwargs)
+
+    monkeypatch.setattr(selective_copying, "make_batch", recording)
+    backbone = selective_copying.backbones(d_model=8, n_layers=1)["s4d"]
+    result = selective_copying.train_copy(backbone, d_model=8, steps=5, seq_len=24, n_copy=2, batch_size=2,
+                                          n_eval=4, curriculum=[(8, 2), (16, 1)])
+    assert lengths == [8, 8, 16, 24, 24, 24]  # five training batches, then the held-out one at seq_len
+    assert 0.0 <= result["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="use all 3 steps"):
+        selective_copying.train_copy(backbone, d_model=8, steps=3, seq_len=24, n_copy=2, curriculum=[(8, 3)])
