@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -256,3 +258,37 @@ def test_cuda_matches_loop():
         assert y.is_cuda
         torch.testing.assert_close(y.double().cpu(), y_ref, rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(S.double().cpu(), S_ref, rtol=1e-3, atol=1e-3)
+
+
+def test_cuda_backend_hands_every_argument_to_the_mamba_ssm_kernel(monkeypatch):
+    """The dispatch glue, checked on the CPU with a stand-in that has ``mamba_chunk_scan_combined``'s signature
+    (mamba_ssm.ops.triton.ssd_combined) and computes the loop reference. The kernel itself: the gpu test."""
+    module = importlib.import_module("ssmcast.ops.ssd")  # the package attribute is the function
+
+    calls = []
+
+    def mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
+                                  seq_idx=None, cu_seqlens=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
+                                  return_final_states=False, return_varlen_states=False):  # fmt: skip
+        calls.append(dict(chunk_size=chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
+                          dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states))
+        assert seq_idx is None and cu_seqlens is None and not return_varlen_states
+        y, S = loop_reference(x, dt, A, B, C, D, z, dt_bias, dt_softplus, initial_states)
+        return (y.to(x.dtype), S.to(x.dtype)) if return_final_states else y.to(x.dtype)
+
+    monkeypatch.setattr(module, "_cuda_chunk_scan", mamba_chunk_scan_combined)
+    x, dt, A, B, C, ex = make_inputs(L=10)
+    y, S = ssd(x, dt, A, B, C, 4, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend="cuda")
+    (call,) = calls
+    assert call["chunk_size"] == 4 and call["dt_softplus"] is True and call["return_final_states"] is True
+    for name in ("D", "z", "dt_bias"):
+        assert call[name] is ex[name], name
+    assert call["initial_states"] is ex["S0"]
+    y_torch, S_torch = ssd(x, dt, A, B, C, 4, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend="torch")
+    torch.testing.assert_close(y, y_torch, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(S, S_torch, rtol=1e-4, atol=1e-5)
+    assert torch.is_tensor(ssd(x, dt, A, B, C, 4, backend="cuda"))
+    assert calls[-1]["chunk_size"] == 4 and calls[-1]["return_final_states"] is False
+    n_calls = len(calls)
+    ssd(x, dt, A, B, C, 4)  # "auto" keeps CPU tensors on the torch path
+    assert len(calls) == n_calls
