@@ -34,21 +34,30 @@ class ForecastLoss:
     def probabilistic(self) -> bool:
         return self.kind in ("quantile", "gaussian", "student_t")
 
-    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """out ``(B, h, C, n_params)``, y ``(B, h, C)`` -> scalar loss."""
+    def __call__(self, out: torch.Tensor, y: torch.Tensor, stats=None) -> torch.Tensor:
+        """out ``(B, h, C, n_params)``, y ``(B, h, C)`` -> scalar loss.
+
+        ``stats``: the ``(mean, std)`` ``(B, 1, C)`` of reversible instance normalisation when ``out`` is in
+        the window-normalised space. The loss is then taken after mapping ``out`` back to ``y``'s space
+        (locations ``* std + mean``, scales ``* std``), as RevIN and Time-Series-Library do: each window
+        counts by its error in the data's units, and a nearly flat context (tiny ``std``) cannot blow up."""
         out = out.float()
         y = y.float()
-        if self.kind == "mse":
-            return F.mse_loss(out[..., 0], y)
-        if self.kind == "mae":
-            return F.l1_loss(out[..., 0], y)
-        if self.kind == "huber":
-            return F.huber_loss(out[..., 0], y, delta=self.huber_delta)
+        shift, gain = (0.0, 1.0) if stats is None else (stats[0].float(), stats[1].float())  # (B, 1, C)
+        if self.kind in ("mse", "mae", "huber"):
+            pred = out[..., 0] * gain + shift  # (B, h, C)
+            if self.kind == "mse":
+                return F.mse_loss(pred, y)
+            if self.kind == "mae":
+                return F.l1_loss(pred, y)
+            return F.huber_loss(pred, y, delta=self.huber_delta)
         if self.kind == "quantile":
+            pred = out * _last(gain) + _last(shift)  # (B, h, C, Q)
             q = torch.tensor(self.levels, device=out.device, dtype=out.dtype)  # (Q,)
-            err = y.unsqueeze(-1) - out  # (B, h, C, Q)
+            err = y.unsqueeze(-1) - pred  # (B, h, C, Q)
             return torch.maximum(q * err, (q - 1) * err).mean()
-        mu, scale = out[..., 0], F.softplus(out[..., 1]) + 1e-4
+        mu = out[..., 0] * gain + shift  # (B, h, C)
+        scale = (F.softplus(out[..., 1]) + 1e-4) * gain  # (B, h, C)
         if self.kind == "gaussian":
             return (torch.log(scale) + 0.5 * ((y - mu) / scale) ** 2 + 0.5 * math.log(2 * math.pi)).mean()
         nu = 2.0 + F.softplus(out[..., 2])
@@ -87,6 +96,11 @@ class ForecastLoss:
             nu = (2.0 + F.softplus(out[..., 2:3])).double()
             z = _student_t_ppf(q.double(), nu).to(out.dtype)
         return mu + scale * z
+
+
+def _last(value):
+    """A ``(B, 1, C)`` statistic broadcast over a trailing parameter axis (scalars unchanged)."""
+    return value.unsqueeze(-1) if torch.is_tensor(value) else value
 
 
 def _student_t_ppf(q: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:

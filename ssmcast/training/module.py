@@ -116,10 +116,7 @@ class ForecastModule(L.LightningModule):
         context, future, static = self.inputs(batch)
         x, stats = self.net.normalize(context)
         out = self.net(x, future, static)  # (B, h, C, P)
-        y = batch["target"]
-        if stats is not None:
-            y = (y - stats[0]) / stats[1]
-        loss = self.loss(out, y)
+        loss = self.loss(out, batch["target"], stats)  # in the data's (scaled) space, see ForecastLoss
         aux = getattr(self.net.backbone, "aux_loss", None)  # e.g. MoE load balancing, already weighted
         return loss + aux() if aux is not None else loss
 
