@@ -368,7 +368,7 @@ def _print_table(title: str, table: pd.DataFrame, out: Path, tracker) -> None:
 
 def compare_models(cfg, out: Path, resolved: dict) -> float | None:
     """Backtest every model of ``cfg.models`` on the same windows; leaderboard, figures, MLflow."""
-    from ssmcast.evaluation import Leaderboard, compare
+    from ssmcast.evaluation import Leaderboard, compare, naive2_forecasts
     from ssmcast.tracking import metric_prefix
 
     names = [str(m) for m in (cfg.get("models") or [])]
@@ -385,11 +385,15 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
     try:
         horizon, metrics = int(cfg.horizon), [str(m) for m in cfg.metrics]
         season = _season(cfg, frame)
+        benchmark = None  # owa: Naive2 on the same windows, computed once for every model
+        if "owa" in metrics:
+            benchmark = naive2_forecasts(frame, horizon, n_windows=int(cfg.n_windows), season_length=season)
         boards = []
         for name, est in estimators.items():  # one at a time: per-epoch metrics are prefixed per model
             with metric_prefix(name):
                 boards.append(compare({name: est}, frame, horizon=horizon, n_windows=int(cfg.n_windows),
-                                      metrics=metrics, quantiles=cfg.get("quantiles"), season_length=season))
+                                      metrics=metrics, quantiles=cfg.get("quantiles"), season_length=season,
+                                      benchmark=benchmark))
         columns = list(dict.fromkeys(c for b in boards for c in b.metrics))
         table = pd.concat([b.table for b in boards], ignore_index=True)
         order = [c for c in ["model", *columns, "fit_time_s", "predict_time_s", "n_fits", "error"] if c in table]

@@ -1,7 +1,14 @@
 """Evaluation: metrics, rolling-origin backtests, the long-horizon protocol and model comparison."""
 
 from ssmcast.evaluation.backtest import backtest, cutoff_positions
-from ssmcast.evaluation.compare import CompareWarning, Leaderboard, compare, plot_forecasts, plot_metric_bars
+from ssmcast.evaluation.compare import (
+    CompareWarning,
+    Leaderboard,
+    compare,
+    naive2_forecasts,
+    plot_forecasts,
+    plot_metric_bars,
+)
 from ssmcast.evaluation.ltsf import LTSFResult, evaluate_ltsf
 from ssmcast.evaluation.metrics import (
     coverage,
@@ -25,6 +32,7 @@ __all__ = [
     "compare",
     "Leaderboard",
     "CompareWarning",
+    "naive2_forecasts",
     "plot_forecasts",
     "plot_metric_bars",
     "evaluate_ltsf",

@@ -25,7 +25,7 @@ from ssmcast.evaluation.metrics import (
     score,
 )
 
-__all__ = ["compare", "Leaderboard", "CompareWarning", "plot_forecasts", "plot_metric_bars"]
+__all__ = ["compare", "Leaderboard", "CompareWarning", "naive2_forecasts", "plot_forecasts", "plot_metric_bars"]
 
 
 class CompareWarning(UserWarning):
@@ -104,6 +104,7 @@ def compare(
     season_length: int | None = None,
     refit: bool | int = False,
     step: int | None = None,
+    benchmark: pd.DataFrame | None = None,
 ) -> Leaderboard:
     """Backtest every estimator on the same windows and rank them.
 
@@ -111,8 +112,10 @@ def compare(
     evaluated by :func:`~ssmcast.evaluation.backtest` over the last ``n_windows`` windows of each series,
     ``step`` rows apart (default ``horizon``: non-overlapping windows), then scored with
     :func:`~ssmcast.evaluation.score` (MASE scaled on the data up to each cutoff; ``season_length``
-    defaults to the usual period of the data's frequency). A model that raises is reported with a
-    :class:`CompareWarning` and an ``error`` entry instead of stopping the comparison.
+    defaults to the usual period of the data's frequency). ``owa`` is relative to Naive2 on the same
+    windows: ``benchmark`` gives its forecasts (a backtest frame, e.g. from :func:`naive2_forecasts`), or
+    they are computed here. A model that raises is reported with a :class:`CompareWarning` and an
+    ``error`` entry instead of stopping the comparison.
     """
     from ssmcast.data.frames import to_long
 
@@ -124,6 +127,8 @@ def compare(
     data = to_long(df)
     if ("mase" in names or "owa" in names) and season_length is None:
         season_length = _default_season_length(data)
+    if "owa" in names and benchmark is None:
+        benchmark = naive2_forecasts(data, horizon, n_windows=n_windows, step=step, season_length=season_length)
 
     rows, forecasts, scores = [], {}, {}
     columns: list[str] = []
@@ -131,7 +136,7 @@ def compare(
         row: dict = {"model": name}
         try:
             run = _run_backtest(est, data, horizon, n_windows=n_windows, step=step, refit=refit, quantiles=quantiles)
-            table = score(run.frame, metrics=names, train=data, season_length=season_length)
+            table = score(run.frame, metrics=names, train=data, season_length=season_length, benchmark=benchmark)
         except Exception as err:  # noqa: BLE001 - a failing model is reported, not fatal
             message = f"{type(err).__name__}: {err}"
             warnings.warn(f"compare: model {name!r} failed: {message}", CompareWarning, stacklevel=2)
@@ -153,6 +158,24 @@ def compare(
     if columns:
         table = table.sort_values(columns[0], kind="stable", na_position="last")
     return Leaderboard(table.reset_index(drop=True), forecasts, scores, data, columns)
+
+
+def naive2_forecasts(
+    df, horizon: int, n_windows: int = 1, step: int | None = None, season_length: int | None = None
+) -> pd.DataFrame:
+    """The M4 Naive2 benchmark backtested on the windows :func:`compare` uses (refitted at each cutoff):
+    the ``benchmark=`` that ``owa`` is relative to."""
+    from ssmcast.baselines import Naive2Forecaster
+    from ssmcast.data.frames import to_long
+
+    data = to_long(df)
+    horizon = _positive_int(horizon, "horizon")
+    step = horizon if step is None else _positive_int(step, "step")
+    if season_length is None:
+        season_length = _default_season_length(data)
+    run = _run_backtest(Naive2Forecaster(season_length=season_length), data, horizon, n_windows=n_windows,
+                        step=step, refit=True)  # fmt: skip
+    return run.frame
 
 
 # ------------------------------------------------------------------------------------------------- plots

@@ -176,3 +176,16 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
         proc.stdout.close()
+
+
+def test_compare_scores_owa_against_naive2_on_the_same_windows(tmp_path):
+    """The m4_hourly experiment's metrics: OWA needs Naive2's forecasts, which the job computes once."""
+    csv = tiny_csv(tmp_path)
+    args = [*csv_data(csv), *TINY_RUN, "models=[naive,naive2]", "n_windows=2", "metrics=[smape,mase,owa]",
+            "tracking=none"]
+    out = run_cli(["compare", *run_dir(args, tmp_path / "run")], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv").set_index("model")
+    assert board["error"].isna().all() or (board["error"].fillna("") == "").all(), board["error"]
+    assert board.loc["naive2", "owa"] == pytest.approx(1.0)
+    assert board.loc["naive", "owa"] > 0 and board.loc["naive", "owa"] != pytest.approx(1.0)

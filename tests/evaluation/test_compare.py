@@ -113,3 +113,32 @@ def test_plot_errors():
         lb.plot_forecasts(series=["nope"])
     with pytest.raises(ValueError, match=r"metric\(s\) \['rmse'\] not in the table"):
         lb.plot_metric_bars(metrics=["rmse"])
+
+
+def seasonal_panel(n=120, seed=3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2024-01-01", periods=n, freq="h")
+    t = np.arange(n)
+    return pd.concat(
+        [pd.DataFrame({"unique_id": uid, "ds": ds, "y": 20 + amp * np.sin(2 * np.pi * t / 24) + rng.normal(size=n)})
+         for uid, amp in (("a", 5.0), ("b", 2.0))],
+        ignore_index=True,
+    )
+
+
+def test_owa_is_relative_to_naive2_on_the_same_windows():
+    from ssmcast.baselines import Naive2Forecaster
+    from ssmcast.evaluation import naive2_forecasts
+
+    df = seasonal_panel()
+    lb = compare({"last": LastValue(), "naive2": Naive2Forecaster()}, df, horizon=6, n_windows=2,
+                 metrics=["smape", "mase", "owa"])
+    table = lb.table.set_index("model")
+    assert (table["error"] == "").all()
+    assert table.loc["naive2", "owa"] == pytest.approx(1.0)
+    bench = naive2_forecasts(df, horizon=6, n_windows=2)
+    assert bench.groupby("unique_id").cutoff.nunique().eq(2).all()
+    expected = score(lb.forecasts["last"], metrics=["owa"], train=df, season_length=24, benchmark=bench)
+    assert table.loc["last", "owa"] == pytest.approx(expected[expected.unique_id == OVERALL]["owa"].iloc[0])
+    given = compare({"last": LastValue()}, df, horizon=6, n_windows=2, metrics=["owa"], benchmark=bench)
+    assert given.table["owa"].iloc[0] == pytest.approx(table.loc["last", "owa"])
