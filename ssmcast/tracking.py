@@ -19,6 +19,7 @@ mlflow, lightning and torch are imported only inside the functions that need the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -512,12 +513,18 @@ def log_forecaster(estimator, history, name: str = "model", scaling: dict | None
         python_model.load_context(type("Context", (), {"artifacts": artifacts})())
         output = python_model.predict(None, example, {"h": horizon})
         signature = infer_signature(example, output, params={"h": horizon})
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=model_cls(),  # an empty instance: the estimator lives in the artifacts
-            artifacts=artifacts,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
+        pyfunc_logger = logging.getLogger("mlflow.pyfunc")  # its INFO lines would land in the job's output
+        level = pyfunc_logger.level
+        pyfunc_logger.setLevel(logging.WARNING)
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=model_cls(),  # an empty instance: the estimator lives in the artifacts
+                artifacts=artifacts,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+            )
+        finally:
+            pyfunc_logger.setLevel(level)
     return info
