@@ -513,13 +513,16 @@ def log_forecaster(estimator, history, name: str = "model", scaling: dict | None
         python_model.load_context(type("Context", (), {"artifacts": artifacts})())
         output = python_model.predict(None, example, {"h": horizon})
         signature = infer_signature(example, output, params={"h": horizon})
+        code = tmp / "ssmcast_pyfunc.py"  # the estimator itself lives in the artifacts
+        code.write_text("import mlflow\n\nfrom ssmcast.tracking import ForecasterModel\n\n"
+                        "mlflow.models.set_model(ForecasterModel())\n")
         pyfunc_logger = logging.getLogger("mlflow.pyfunc")  # its INFO lines would land in the job's output
         level = pyfunc_logger.level
         pyfunc_logger.setLevel(logging.WARNING)
         try:
             info = mlflow.pyfunc.log_model(
                 name=name,
-                python_model=model_cls(),  # an empty instance: the estimator lives in the artifacts
+                python_model=str(code),  # models from code: loading imports ssmcast, unpickles nothing
                 artifacts=artifacts,
                 signature=signature,
                 input_example=example,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -170,5 +171,9 @@ def test_log_forecaster_round_trips_a_model_fitted_on_scaled_data(sqlite_uri):
     expected["y_pred"] = expected["y_pred"] * expected["unique_id"].map(stats["std"]) + expected["unique_id"].map(
         stats["mean"])
     np.testing.assert_allclose(forecast["y_pred"], expected["y_pred"], rtol=1e-5)
+    # a model from code: loading it imports ssmcast and unpickles nothing
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    assert not list(local.rglob("*.pkl")), sorted(p.name for p in local.rglob("*"))
+    assert "ForecasterModel" in (local / "ssmcast_pyfunc.py").read_text()
     with pytest.raises(ValueError, match="active MLflow run"):
         log_forecaster(est, scaled)
