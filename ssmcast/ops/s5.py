@@ -126,6 +126,11 @@ def _scan_inplace(a: torch.Tensor, x: torch.Tensor, x0: torch.Tensor | None, chu
     return x
 
 
+def _pairs_as_complex(t: torch.Tensor) -> torch.Tensor:
+    """A complex view ``(..., P)`` of a real ``(..., 2P)`` tensor of interleaved (re, im) pairs."""
+    return torch.view_as_complex(t.view(*t.shape[:-1], t.shape[-1] // 2, 2))
+
+
 class _DiagonalScan(torch.autograd.Function):
     """``x_k = a x_{k-1} + b_k`` in place on ``b (batch, L, 2P)`` real, the complex ``b_k`` stored as
     interleaved (re, im) pairs, so that a matrix product can write it and read the states with no copy.
@@ -134,8 +139,7 @@ class _DiagonalScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, x0, chunk):
-        batch, L, P2 = b.shape
-        _scan_inplace(a, torch.view_as_complex(b.view(batch, L, P2 // 2, 2)), x0, chunk)  # (batch, L, P)
+        _scan_inplace(a, _pairs_as_complex(b), x0, chunk)  # (batch, L, P)
         ctx.mark_dirty(b)
         ctx.save_for_backward(a, b, x0)
         ctx.chunk = chunk
@@ -146,8 +150,8 @@ class _DiagonalScan(torch.autograd.Function):
     def backward(ctx, grad):
         a, b, x0 = ctx.saved_tensors
         batch, L, P2 = b.shape
-        x = torch.view_as_complex(b.view(batch, L, P2 // 2, 2))  # (batch, L, P)
-        g = torch.view_as_complex(grad.flip(1).contiguous().view(batch, L, P2 // 2, 2))  # (batch, L, P), reversed
+        x = _pairs_as_complex(b)  # (batch, L, P)
+        g = _pairs_as_complex(grad.flip(1).contiguous())  # (batch, L, P), reversed in time
         grad_b = _scan_inplace(a.conj(), g, None, ctx.chunk).flip(1)  # (batch, L, P)
         grad_a = grad_x0 = None
         if ctx.needs_input_grad[0]:
@@ -197,7 +201,7 @@ def diagonal_scan(
     _check_x0(x0, batch, P)
     a = Lambda_bar.to(torch.complex128)  # powers in double precision: see module docstring
     b = torch.view_as_real(Bu).reshape(batch, L, 2 * P).clone()  # (batch, L, 2P), overwritten by the scan
-    return torch.view_as_complex(_scan(a, b, x0, chunk).view(batch, L, P, 2))  # (batch, L, P)
+    return _pairs_as_complex(_scan(a, b, x0, chunk))  # (batch, L, P)
 
 
 def _check_x0(x0, batch: int, P: int) -> None:
@@ -275,5 +279,5 @@ def s5_scan(
         y = torch.matmul(xs_all, W_out.T)  # (B, L, H)
     y = y.to(u.dtype)
     if return_state:
-        return y, torch.view_as_complex(xs[:, -1].reshape(batch, P, 2))  # (batch, P)
+        return y, _pairs_as_complex(xs[:, -1])  # (batch, P)
     return y
