@@ -415,6 +415,9 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
                      out, tracker)
         for _, row in failed_models.iterrows():
             print(f"  {row['model']} failed: {row['error']}")
+        if len(failed_models) == len(board.table):
+            raise JobError(f"every model failed ({', '.join(failed_models['model'])}); the leaderboard with "
+                           f"their errors is in {out}")
         failed = False
         if not columns or board.table[columns[0]].isna().all():
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,13 @@ TINY_BACKBONES = {
 }
 TINY_RUN = ["input_size=12", "horizon=4", "trainer.max_epochs=1", "verbose=false", "seed=0",
             "++trainer.kwargs.limit_train_batches=2", "++trainer.kwargs.limit_val_batches=1"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def tiny_frame(n_series: int = 2, length: int = 72) -> pd.DataFrame:

@@ -89,6 +89,22 @@ def test_compare_backtests_every_model_and_saves_the_leaderboard(tmp_path):
     assert (tmp_path / "run" / "forecasts.png").exists() and (tmp_path / "run" / "metrics.png").exists()
 
 
+def test_compare_in_which_every_model_fails_is_an_error_and_a_failed_run(tmp_path):
+    csv = tiny_csv(tmp_path)
+    args = [*csv_data(csv), "horizon=4", "n_windows=2", "models=[seasonal_naive,arima]",
+            "+overrides.seasonal_naive.season_length=-1", "+overrides.arima.order=[-1,0,0]"]
+    out = run_cli(["compare", *run_dir(args, tmp_path / "run")], tmp_path)
+    assert out.returncode == 1
+    assert "every model failed (seasonal_naive, arima)" in out.stderr
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")  # the errors are kept for the user
+    assert board.set_index("model")["error"].str.contains("season_length|order").all()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
+    assert run.info.status == "FAILED"
+
+
 def test_multirun_is_one_parent_run_with_a_child_run_per_job(tmp_path):
     csv = tiny_csv(tmp_path)
     args = ["--multirun", "model=naive,seasonal_naive", *csv_data(csv), "horizon=4", "baselines=[]",

@@ -9,8 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import TINY_RUN, csv_data, run_cli, run_dir, tiny_csv, tiny_frame, tiny_model
-from conftest import free_port
+from cli_helpers import TINY_RUN, csv_data, free_port, run_cli, run_dir, tiny_csv, tiny_frame, tiny_model
 from mlflow import MlflowClient
 
 from ssmcast import MambaForecaster, load
