@@ -45,6 +45,21 @@ def test_the_groups_have_every_option_the_project_promises():
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_override_example_in_a_model_config_header_works(name):
+    """The ``# e.g.`` line at the top of a model config is a working command-line override."""
+    example = [line for line in (CONF_DIR / "model" / f"{name}.yaml").read_text().splitlines()[:4]
+               if line.startswith("# e.g. ")]
+    if not example:
+        return
+    overrides = [word for word in example[0].split()[2:] if "=" in word and not word.startswith("(")]
+    assert overrides, example
+    est = build(OmegaConf.to_container(compose_cfg([f"model={name}", *overrides]).model, resolve=True))
+    for override in overrides:
+        key, value = override.lstrip("+").removeprefix("model.").split("=")
+        assert est.get_params()[key.replace(".", "__")] == float(value), override
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_config_builds_and_fits_on_tiny_data(name, tmp_path):
     config = model_node(name, tmp_path)
     est = build(config)
