@@ -31,6 +31,12 @@ class ForecastLoss:
         self.n_params = {"quantile": len(self.levels), "gaussian": 2, "student_t": 3}.get(kind, 1)
 
     @property
+    def n_location(self) -> int:
+        """How many leading outputs are locations (shifted together by a linear skip): every quantile, or
+        the point forecast / the mean."""
+        return self.n_params if self.kind == "quantile" else 1
+
+    @property
     def probabilistic(self) -> bool:
         return self.kind in ("quantile", "gaussian", "student_t")
 

@@ -2,9 +2,11 @@
 
 ``ForecastNet`` = input projection -> SSM backbone (a mixer stack) -> the hidden state at the last
 observed step -> a direct multi-horizon head (with future-known covariates and static features
-concatenated). Because the forecast only needs the backbone's output at the last step, the recurrent
-``step`` of the backbone produces exactly the same forecast as the parallel ``forward`` over a window,
-and it can keep going over an unbounded history (streaming).
+concatenated), plus, with ``linear_skip``, a linear map from the last ``input_size`` target values
+straight to the forecast locations (shared over channels, as DLinear's). Because the forecast only needs
+the backbone's output at the last step (and the last window of targets), the recurrent ``step`` of the
+backbone produces exactly the same forecast as the parallel ``forward`` over a window, and it can keep
+going over an unbounded history (streaming).
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ class ForecastNet(nn.Module):
         n_future: int = 0,
         n_static: int = 0,
         revin: bool = False,
+        skip_window: int | None = None,
+        n_location: int = 1,
     ):
         super().__init__()
         self.n_targets, self.horizon, self.n_params = n_targets, horizon, n_params
         self.revin = revin
+        self.skip_window, self.n_location = skip_window, n_location
         self.embed = nn.Linear(n_inputs, d_model)
         self.backbone = backbone
         self.head = nn.Linear(d_model + horizon * n_future + n_static, horizon * n_targets * n_params)
+        self.skip = nn.Linear(skip_window, horizon) if skip_window else None
 
     def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Reversible instance normalisation of the target channels over the window (if enabled)."""
@@ -51,18 +57,30 @@ class ForecastNet(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.embed(x))[:, -1]  # (B, d_model)
 
-    def decode(self, z: torch.Tensor, future: torch.Tensor | None, static: torch.Tensor | None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, future: torch.Tensor | None, static: torch.Tensor | None,
+               window: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state ``z`` ``(B, d_model)`` (+ the last targets ``window`` ``(B, skip_window, C)`` with
+        ``linear_skip``) -> ``(B, h, C, n_params)``."""
         parts = [z]
         if future is not None and future.shape[-1]:
             parts.append(future.flatten(1).to(z.dtype))  # (B, h * F)
         if static is not None and static.shape[-1]:
             parts.append(static.to(z.dtype))  # (B, S)
         out = self.head(torch.cat(parts, -1))  # (B, h * C * n_params)
-        return out.view(-1, self.horizon, self.n_targets, self.n_params)
+        out = out.view(-1, self.horizon, self.n_targets, self.n_params)
+        if self.skip is None:
+            return out
+        if window is None or window.shape[1:] != (self.skip_window, self.n_targets):
+            raise ValueError(f"linear_skip needs the last {self.skip_window} target values (B, "
+                             f"{self.skip_window}, {self.n_targets}); got {None if window is None else window.shape}")
+        shift = self.skip(window.to(out.dtype).transpose(1, 2)).transpose(1, 2)  # (B, h, C)
+        k = self.n_location
+        return torch.cat([out[..., :k] + shift.unsqueeze(-1), out[..., k:]], -1)  # (B, h, C, n_params)
 
     def forward(self, x, future=None, static=None) -> torch.Tensor:
         """x ``(B, L, n_inputs)`` (already instance-normalised if RevIN) -> ``(B, h, C, n_params)``."""
-        return self.decode(self.encode(x), future, static)
+        window = x[:, -self.skip_window :, : self.n_targets] if self.skip is not None else None
+        return self.decode(self.encode(x), future, static, window)
 
     def initial_state(self, batch_size: int):
         return self.backbone.initial_state(batch_size)

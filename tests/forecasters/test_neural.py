@@ -169,6 +169,8 @@ def test_bad_input_errors(fitted):
         tiny(input_size=200).fit(make_panel())
     with pytest.raises(ValueError, match="channel_mode"):
         tiny(channel_mode="both").fit(make_panel())
+    with pytest.raises(ValueError, match="linear_skip must be True or False"):
+        tiny(linear_skip="yes").fit(make_panel())
 
 
 def test_revin_default_and_streaming_needs_it_off():
@@ -179,6 +181,31 @@ def test_revin_default_and_streaming_needs_it_off():
         est.update(make_panel(length=121).groupby("unique_id").tail(1))
     with pytest.raises(ValueError, match="revin=False"):
         est.predict(context="full")
+
+
+@pytest.mark.parametrize("linear_skip", [True, False])
+def test_recurrent_forecast_over_one_window_equals_the_parallel_one(linear_skip):
+    """``context="full"`` (step by step, then the head and the skip) on exactly ``input_size`` observations
+    is the parallel forward over that window."""
+    est = tiny(linear_skip=linear_skip, quantiles=[0.2, 0.8], max_epochs=1).fit(make_panel())
+    assert (est.net_.skip is not None) is linear_skip
+    window = make_panel().groupby("unique_id").tail(est.input_size)
+    pd.testing.assert_frame_equal(est.predict(df=window, context="full"), est.predict(df=window),
+                                  rtol=1e-4, atol=1e-5)
+    shorter = window.groupby("unique_id").tail(est.input_size - 5)  # the skip sees zeros for missing history
+    assert est.predict(df=shorter, context="full")["y_pred"].notna().all()
+
+
+def test_linear_skip_is_the_default_and_old_saves_without_it_load(tmp_path):
+    assert MambaForecaster().linear_skip is True
+    est = tiny(linear_skip=False, max_epochs=1).fit(make_panel())
+    est.save(tmp_path / "m")
+    params_file = tmp_path / "m" / "params.json"
+    params_file.write_text(params_file.read_text().replace('"linear_skip": false,', ""))
+    assert "linear_skip" not in params_file.read_text()
+    loaded = ssmcast.load(tmp_path / "m")
+    assert loaded.linear_skip is False
+    pd.testing.assert_frame_equal(loaded.predict(), est.predict())
 
 
 def test_caller_frame_unchanged():

@@ -1,0 +1,32 @@
+"""``ForecastNet``'s linear skip against an explicit formula."""
+
+import pytest
+import torch
+
+from ssmcast.backbones.s4 import S4DConfig
+from ssmcast.training.losses import ForecastLoss
+from ssmcast.training.module import ForecastNet
+
+
+@pytest.mark.parametrize("kind", ["mse", "quantile", "gaussian", "student_t"])
+def test_linear_skip_shifts_exactly_the_locations(kind):
+    torch.manual_seed(0)
+    loss = ForecastLoss(kind, [0.1, 0.9] if kind == "quantile" else None)
+    L, h, C = 12, 5, 3
+    kwargs = dict(d_model=8, n_inputs=C + 1, n_targets=C, horizon=h, n_params=loss.n_params)
+    net = ForecastNet(S4DConfig(d_model=8, n_layers=1, d_state=4).build(), skip_window=L,
+                      n_location=loss.n_location, **kwargs).eval()
+    x = torch.randn(2, L, C + 1)
+    out = net(x)
+    base = net.decode(net.encode(x), None, None, torch.zeros(2, L, C))  # a zero window shifts by the bias only
+    W, b = net.skip.weight, net.skip.bias  # (h, L), (h,)
+    shift = torch.einsum("tl,blc->btc", W, x[..., :C])  # (B, h, C)
+    k = loss.n_location
+    assert k == (3 if kind == "quantile" else 1)
+    torch.testing.assert_close(out[..., :k], base[..., :k] + shift.unsqueeze(-1))
+    torch.testing.assert_close(out[..., k:], base[..., k:])  # scales and degrees of freedom are not shifted
+    no_skip = ForecastNet(net.backbone, **kwargs)
+    no_skip.embed, no_skip.head = net.embed, net.head
+    torch.testing.assert_close(base[..., :k], no_skip(x)[..., :k] + b.view(1, h, 1, 1))
+    with pytest.raises(ValueError, match="linear_skip needs the last 12 target values"):
+        net.decode(net.encode(x), None, None, x[:, -6:, :C])
