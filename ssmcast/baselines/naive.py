@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaselineForecaster, SeriesFit
 
@@ -26,6 +27,16 @@ class _ParameterFree(BaselineForecaster):
     def _parameter_free_fit(self) -> SeriesFit:
         return SeriesFit(name=self.method, method=self.method, season_length=self.season_length_)
 
+    def _windows(self, context) -> tuple[np.ndarray, int]:
+        """Checked ``context`` ``(n_windows, L, n_channels)`` and the horizon."""
+        check_is_fitted(self, "models_")
+        if self.horizon is None:
+            raise ValueError("predict_windows needs the horizon parameter set (e.g. horizon=96)")
+        context = np.asarray(context, dtype=float)
+        if context.ndim != 3 or 0 in context.shape:
+            raise ValueError(f"context must have shape (n_windows, input_size, n_channels); got {context.shape}")
+        return context, self._resolve_h(None)
+
 
 class NaiveForecaster(_ParameterFree):
     """Repeats each series' last value; random-walk prediction intervals (``se_h = sigma sqrt(h)``).
@@ -33,6 +44,13 @@ class NaiveForecaster(_ParameterFree):
     ``season_length`` is unused (kept for a uniform signature). ``predict(h)`` needs ``h`` unless
     ``horizon`` is set. Series in ``predict(df=...)`` need not have been seen in ``fit``.
     """
+
+    def predict_windows(self, context) -> np.ndarray:
+        """Point forecasts of many windows at once: ``context`` ``(n_windows, L, n_channels)`` ->
+        ``(n_windows, horizon, n_channels)``, each window's ``predict(df=window)`` (used by the long-horizon
+        protocol, :func:`ssmcast.evaluation.evaluate_ltsf`)."""
+        context, h = self._windows(context)
+        return np.repeat(context[:, -1:], h, axis=1)
 
 
 class SeasonalNaiveForecaster(_ParameterFree):
@@ -59,6 +77,17 @@ class SeasonalNaiveForecaster(_ParameterFree):
                 f"(needs 2 * season_length = {2 * fit.season_length})"
             )
         return super()._forecast(fit, y, h, levels)
+
+    def predict_windows(self, context) -> np.ndarray:
+        """Point forecasts of many windows at once: ``context`` ``(n_windows, L, n_channels)`` ->
+        ``(n_windows, horizon, n_channels)``, each window's ``predict(df=window)`` (used by the long-horizon
+        protocol, :func:`ssmcast.evaluation.evaluate_ltsf`). ``L`` must be at least ``2 * season_length``."""
+        context, h = self._windows(context)
+        m, L = self.season_length_, context.shape[1]
+        if L < 2 * m:
+            raise ValueError(f"windows of {L} values are too short for the seasonal naive forecast "
+                             f"(needs 2 * season_length = {2 * m})")
+        return context[:, L - m + np.arange(h) % m]  # (n_windows, h, n_channels)
 
 
 class Naive2Forecaster(_ParameterFree):

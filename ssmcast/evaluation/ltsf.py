@@ -10,15 +10,17 @@
   (Time-Series-Library's test loader with ``drop_last=True`` loses the last partial batch; not here).
 
 The estimator (a clone; the caller's is left untouched) is fitted on the normalised training rows as a
-long frame (``unique_id`` = channel name), with ``val_df=`` (the normalised validation rows, which continue
-the training rows: the contexts of the first validation windows reach back into the training rows, as in
-Time-Series-Library) when its ``fit`` takes that argument. Test
-windows go to ``predict_windows(context)`` in batches when the estimator has it; ``context`` is float32
-``(batch, input_size, n_channels)`` with the channels in the order of the ``unique_id`` values of the
-training frame (sorted, as :func:`ssmcast.data.to_wide` lays them out). Otherwise each window's context
-becomes its own series, ``f"{channel}@{window}"``, for ``predict(h=horizon, df=...)``; an estimator that
-refuses unknown ids is then called once per window with the channel names. This fallback re-filters a
-classical model for every window and channel: correct, but slow (minutes to hours on ETTm/Weather).
+long frame (``unique_id`` = channel name), with ``val_df=`` (the normalised validation rows, which
+continue the training rows: the contexts of the first validation windows reach back into the training
+rows, as in Time-Series-Library) when its ``fit`` takes that argument. Test windows go to
+``predict_windows(context)`` in batches when the estimator has it (the neural forecasters, the naive and
+seasonal naive baselines; a ``horizon`` parameter left at None is set to ``horizon``); ``context`` is
+float32 ``(batch, input_size, n_channels)`` with the channels in the order of the ``unique_id`` values of
+the training frame (sorted, as :func:`ssmcast.data.to_wide` lays them out). Otherwise each window's
+context becomes its own series, ``f"{channel}@{window}"``, for ``predict(h=horizon, df=...)``; an
+estimator that refuses unknown ids is then called once per window with the channel names. This fallback
+re-filters a classical model for every window and channel: correct, but slow (minutes to hours on
+ETTm/Weather).
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ def evaluate_ltsf(
     val_df = _long(z[va0:va1], ds[va0:va1], channels)
 
     model = clone(estimator, safe=False)
+    if callable(getattr(model, "get_params", None)) and model.get_params(deep=False).get("horizon", 0) is None:
+        model.set_params(horizon=horizon)  # the protocol fixes it (e.g. for a baseline's predict_windows)
     tic = time.perf_counter()
     if "val_df" in inspect.signature(model.fit).parameters:
         model.fit(train_df, val_df=val_df)

@@ -114,3 +114,29 @@ def test_m4_hourly_naive2_reproduces_the_official_row(data_dir):
         mases.append(mase(actual["y"].to_numpy(), f, history, season_length=24))
     assert round(float(np.mean(smapes)), 3) == 18.383
     assert round(float(np.mean(mases)), 3) == 2.395
+
+
+@pytest.mark.parametrize("cls", [NaiveForecaster, SeasonalNaiveForecaster])
+def test_predict_windows_equals_predict_on_each_window(cls):
+    model = cls(horizon=30).fit(panel(lengths=(120, 100)))  # horizon > season: the season repeats
+    rng = np.random.default_rng(1)
+    context = rng.normal(size=(4, 50, 3))  # (windows, L, channels), L >= 2 * 24
+    fast = model.predict_windows(context)
+    assert fast.shape == (4, 30, 3)
+    ds = pd.date_range("2030-01-01", periods=50, freq="h")
+    for w in range(4):
+        frame = pd.concat([pd.DataFrame({"unique_id": f"c{c}", "ds": ds, "y": context[w, :, c]}) for c in range(3)])
+        slow = model.predict(df=frame)
+        for c in range(3):
+            np.testing.assert_allclose(fast[w, :, c], slow.loc[slow.unique_id == f"c{c}", "y_pred"], rtol=1e-12)
+
+
+def test_predict_windows_errors():
+    with pytest.raises(NotFittedError):
+        NaiveForecaster(horizon=3).predict_windows(np.zeros((1, 5, 1)))
+    with pytest.raises(ValueError, match="horizon parameter"):
+        NaiveForecaster().fit(panel()).predict_windows(np.zeros((1, 5, 1)))
+    with pytest.raises(ValueError, match="context must have shape"):
+        NaiveForecaster(horizon=3).fit(panel()).predict_windows(np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="needs 2 \\* season_length = 48"):
+        SeasonalNaiveForecaster(horizon=3).fit(panel()).predict_windows(np.zeros((2, 47, 1)))

@@ -49,10 +49,15 @@ def test_backtest_naive_is_the_value_at_the_cutoff(data_dir):
 def test_ltsf_with_classical_baselines_uses_the_predict_fallback():
     wide = synthetic(90)
     split = ((0, 50), (50, 70), (70, 90))
-    naive = evaluate_ltsf(NaiveForecaster(), wide, input_size=8, horizon=4, split=split)
     sq, ab = reference(wide, split, 8, 4, dict.fromkeys(wide.columns, 1.0))
-    assert naive.predict_mode == "predict_batched_ids" and naive.n_windows == 17
+    naive = evaluate_ltsf(NaiveForecaster(), wide, input_size=8, horizon=4, split=split)  # batched, vectorised
+    assert naive.predict_mode == "predict_windows" and naive.n_windows == 17
     assert naive.mse == pytest.approx(sq.mean(), rel=1e-6) and naive.mae == pytest.approx(ab.mean(), rel=1e-6)
+    # Naive2 (no predict_windows; 8 values are too short to be seasonal: the naive forecast) takes every
+    # window as a new series of one predict(df=) call
+    naive2 = evaluate_ltsf(Naive2Forecaster(season_length=4), wide, input_size=8, horizon=4, split=split)
+    assert naive2.predict_mode == "predict_batched_ids" and naive2.n_windows == 17
+    assert naive2.mse == pytest.approx(sq.mean(), rel=1e-6) and naive2.mae == pytest.approx(ab.mean(), rel=1e-6)
     # a parametric model refuses the window ids, so each window is re-filtered under the channel names
     arima = evaluate_ltsf(ARIMAForecaster(order=(1, 0, 0)), wide, input_size=8, horizon=4, split=split)
     assert arima.predict_mode == "predict_per_window" and arima.n_windows == 17
@@ -70,7 +75,7 @@ def test_ltsf_custom_split_with_the_real_loader(data_dir):
         batch_size=64,
     )
     assert res.n_windows == 194 - 24 and res.settings["split"]["test"] == (966 - 193, 966)
-    assert res.channels == ["ILITOTAL", "OT"] and res.predict_mode == "predict_batched_ids"
+    assert res.channels == ["ILITOTAL", "OT"] and res.predict_mode == "predict_windows"
 
 
 @pytest.mark.slow  # imports lightning and trains (tiny) twice
