@@ -183,7 +183,7 @@ class Mamba(nn.Module):
 class MambaConfig(BackboneConfig):
     """A stack of pre-norm residual Mamba blocks (no separate MLP, as in the paper)."""
 
-    d_model: int = 64
+    d_model: int = 32
     n_layers: int = 2
     d_state: int = 16
     d_conv: int = 4

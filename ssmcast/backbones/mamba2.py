@@ -178,12 +178,12 @@ class Mamba2(nn.Module):
 class Mamba2Config(BackboneConfig):
     """A stack of pre-norm residual Mamba-2 blocks (no separate MLP, as in the paper)."""
 
-    d_model: int = 64
+    d_model: int = 32
     n_layers: int = 2
-    d_state: int = 64
+    d_state: int = 32
     d_conv: int = 4
     expand: int = 2
-    head_dim: int = 64
+    head_dim: int = 16
     n_groups: int = 1
     chunk_size: int = 64
     dt_min: float = 1e-3

@@ -265,9 +265,9 @@ class S4(nn.Module):
 class S4Config(BackboneConfig):
     """S4 backbone: ``n_layers`` pre-norm residual blocks around :class:`S4` mixers (HiPPO-LegS DPLR)."""
 
-    d_model: int = 64
-    n_layers: int = 4
-    d_state: int = 64
+    d_model: int = 32
+    n_layers: int = 2
+    d_state: int = 32
     mode: str = "dplr"
     init: str = "legs"
     discretization: str = "bilinear"

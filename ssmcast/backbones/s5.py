@@ -254,9 +254,9 @@ class S5(nn.Module):
 class S5Config(BackboneConfig):
     """A stack of ``n_layers`` pre-norm residual blocks around :class:`S5` mixers."""
 
-    d_model: int = 64
-    n_layers: int = 4
-    d_state: int = 64
+    d_model: int = 32
+    n_layers: int = 2
+    d_state: int = 32
     blocks: int = 4
     discretization: str = "zoh"
     dt_min: float = 1e-3

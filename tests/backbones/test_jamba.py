@@ -39,12 +39,14 @@ def tiny_config(**kwargs) -> JambaConfig:
     return JambaConfig(**{**base, **kwargs})
 
 
-def test_default_layout_is_one_attention_in_eight_and_moe_every_other_layer():
-    kinds = JambaConfig().layer_kinds()
+def test_jamba_layout_is_one_attention_in_eight_and_moe_every_other_layer():
+    assert [k.split("+")[0] for k in JambaConfig().layer_kinds()] == ["mamba"] * 2 + ["attention", "mamba"]
+    config = JambaConfig(n_layers=8, attn_every=8, attn_offset=4)  # the paper's block
+    kinds = config.layer_kinds()
     assert len(kinds) == 8
     assert [k.split("+")[0] for k in kinds] == ["mamba"] * 4 + ["attention"] + ["mamba"] * 3
     assert [k.split("+")[1] for k in kinds] == ["mlp", "moe"] * 4
-    stack = JambaConfig(d_model=16, n_heads=2, d_state=4).build()
+    stack = config.set_params(d_model=16, n_heads=2, d_state=4).build()
     assert isinstance(stack, Jamba) and stack.layer_kinds == kinds
     assert isinstance(stack.blocks[4].mixer, CausalSelfAttention)
     assert isinstance(stack.blocks[0].mixer, Mamba) and isinstance(stack.blocks[1].mlp, MixtureOfExperts)
@@ -198,7 +200,7 @@ def test_moe_off_and_attention_off():
 
 def test_validation():
     with pytest.raises(ValueError, match="no attention layer"):
-        JambaConfig(n_layers=4).build()  # attn_offset=4 never reached
+        JambaConfig(n_layers=2).build()  # attn_offset=2 never reached
     with pytest.raises(ValueError, match="mamba_version"):
         tiny_config(mamba_version=3).build()
     with pytest.raises(ValueError, match="attn_offset"):

@@ -195,7 +195,7 @@ def test_parameter_groups_use_ssm_lr_and_no_weight_decay():
 
 def test_configs_defaults_params_and_build():
     cfg = S4Config()
-    assert (cfg.d_model, cfg.n_layers, cfg.d_state, cfg.mode, cfg.init) == (64, 4, 64, "dplr", "legs")
+    assert (cfg.d_model, cfg.n_layers, cfg.d_state, cfg.mode, cfg.init) == (32, 2, 32, "dplr", "legs")
     assert (cfg.discretization, cfg.dropout, cfg.norm, cfg.bidirectional, cfg.ssm_lr) == (
         "bilinear",
         0.1,

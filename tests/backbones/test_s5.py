@@ -278,7 +278,7 @@ def test_parameter_groups_tag_ssm_parameters():
 
 def test_config_params_roundtrip():
     cfg = S5Config()
-    assert cfg.get_params()["d_state"] == 64 and cfg.get_params()["blocks"] == 4
+    assert cfg.get_params()["d_state"] == 32 and cfg.get_params()["blocks"] == 4
     cfg.set_params(d_model=8, d_state=16, n_layers=1)
     stack = cfg.build()
     assert stack.blocks[0].mixer.n_states == 8

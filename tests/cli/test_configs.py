@@ -45,6 +45,21 @@ def test_the_groups_have_every_option_the_project_promises():
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_model_config_lists_the_python_defaults(name):
+    """``ssmcast train model=X`` and ``XForecaster(...)`` in Python build the same model: every backbone
+    field a config lists (shown there to be overridden) is the config class's default."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
+    if "backbone" not in raw:
+        return  # the classical configs name a model variant in their header (e.g. the airline ARIMA)
+    listed = {k: v for k, v in raw["backbone"].items() if not k.startswith("_")}
+    defaults = get_class(raw["backbone"]["_target_"])().get_params()
+    assert listed == {k: defaults[k] for k in listed}, f"conf/model/{name}.yaml differs from the Python defaults"
+    literal = {k: v for k, v in raw.items() if not k.startswith("_") and k != "backbone" and "${" not in str(v)}
+    params = get_class(raw["_target_"])().get_params(deep=False)
+    assert literal == {k: params[k] for k in literal}, f"conf/model/{name}.yaml sets non-default values"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_the_override_example_in_a_model_config_header_works(name):
     """The ``# e.g.`` line at the top of a model config is a working command-line override."""
     example = [line for line in (CONF_DIR / "model" / f"{name}.yaml").read_text().splitlines()[:4]
