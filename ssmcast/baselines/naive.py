@@ -30,12 +30,11 @@ class _ParameterFree(BaselineForecaster):
     def _windows(self, context) -> tuple[np.ndarray, int]:
         """Checked ``context`` ``(n_windows, L, n_channels)`` and the horizon."""
         check_is_fitted(self, "models_")
-        if self.horizon is None:
-            raise ValueError("predict_windows needs the horizon parameter set (e.g. horizon=96)")
+        h = self._resolve_h(None)  # predict_windows forecasts the horizon parameter
         context = np.asarray(context, dtype=float)
         if context.ndim != 3 or 0 in context.shape:
             raise ValueError(f"context must have shape (n_windows, input_size, n_channels); got {context.shape}")
-        return context, self._resolve_h(None)
+        return context, h
 
 
 class NaiveForecaster(_ParameterFree):

@@ -579,7 +579,7 @@ class NeuralForecaster(BaseEstimator):
             fut = [futures[k][span] for k in keys]
             static = [units[k]["static"] for k in keys]
             if states is not None:
-                windows = [self._last_targets(X[k]) for k in keys]
+                windows = [self._last_targets(X[k]) for k in keys] if self.linear_skip else None
                 point, quant = self._decode_hidden(states, fut, static, levels, windows)
             else:
                 ctx = [X[k][-self.input_size :] for k in keys]
@@ -649,7 +649,7 @@ class NeuralForecaster(BaseEstimator):
 
         with torch.no_grad():
             z = torch.cat([e["z"] for e in entries])  # (U, d_model)
-            window = torch.as_tensor(np.asarray(windows)) if self.net_.skip is not None else None
+            window = torch.as_tensor(np.asarray(windows)) if windows is not None else None
             out = self.net_.decode(z, torch.as_tensor(np.asarray(fut)), torch.as_tensor(np.asarray(static)), window)
             point = self.loss_fn_.point(out).numpy()
             quant = self.loss_fn_.quantiles(out, levels).numpy()
