@@ -2,7 +2,8 @@
 
 * Training throughput (windows/s) and peak memory of every backbone on ETTh1 (7 channels as independent
   series, standard-scaled on the training rows), input 96 / 336 / 720, horizon 96, batch 32, the
-  backbones' default configs; each measurement in a fresh subprocess so peak memory is its own.
+  forecasters' defaults (backbone config, RevIN, linear skip, learning rate); each measurement in a fresh
+  subprocess so peak memory is its own.
 * ``update()`` latency per new observation against ``predict(df=full_history, context="full")`` after 1k
   and 10k steps of history.
 
@@ -48,9 +49,10 @@ def throughput(name: str, input_size: int, steps: int, device: str) -> dict:
     wide = train.pivot(index="ds", columns="unique_id", values="y")
     values = ((wide - wide.mean()) / wide.std()).to_numpy(np.float32)  # (8640, 7)
     config = est.backbone_config()
-    net = ForecastNet(config.build(), config.d_model, 1, 1, 96, 1).to(device)
+    net = ForecastNet(config.build(), config.d_model, 1, 1, 96, 1, revin=est.revin,
+                      skip_window=input_size if est.linear_skip else None).to(device)
     loss = ForecastLoss("mse")
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(net.parameters(), lr=est.learning_rate)
     rng = np.random.default_rng(0)
     series = torch.as_tensor(values.T.copy(), device=device)  # (7, T)
 

@@ -6,7 +6,11 @@ A *mixer* is any ``nn.Module`` with
 * ``initial_state(batch_size)``: the recurrent state before any input (a tensor, or a tuple/list/dict of
   tensors, on the mixer's device);
 * ``step(x_t, state) -> (y_t, state)``: ``(B, H) -> (B, H)``, the recurrent mode, so that unrolling
-  ``step`` over a sequence reproduces ``forward``.
+  ``step`` over a sequence reproduces ``forward``;
+* optionally ``prefill(x) -> (y, state)``: ``forward`` that also returns the state after the sequence (the
+  one ``step`` unrolled from ``initial_state`` reaches), computed in parallel. A long history is absorbed
+  this way and then extended with ``step``. :func:`prefill` falls back to unrolling ``step`` for mixers
+  without it.
 
 ``ResidualBlock`` wraps a mixer as ``x + dropout(mixer(norm(x)))`` (pre-norm, as in S4, Mamba and
 nanoGPT), optionally followed by a second residual MLP sub-layer. ``SequenceStack`` chains blocks and
@@ -44,6 +48,17 @@ class MLP(nn.Module):
         return self.fc2(self.dropout(nn.functional.gelu(self.fc1(x))))
 
 
+def prefill(mixer: nn.Module, x: torch.Tensor):
+    """``(y (B, L, H), state after x)`` from ``mixer.prefill``, or by unrolling ``step`` if it has none."""
+    if hasattr(mixer, "prefill"):
+        return mixer.prefill(x)
+    state, ys = mixer.initial_state(x.shape[0]), []
+    for t in range(x.shape[1]):
+        y_t, state = mixer.step(x[:, t], state)  # (B, H)
+        ys.append(y_t)
+    return torch.stack(ys, 1), state  # (B, L, H)
+
+
 class ResidualBlock(nn.Module):
     """``x + dropout(mixer(norm(x)))``, then optionally ``x + dropout(mlp(norm2(x)))``."""
 
@@ -78,6 +93,13 @@ class ResidualBlock(nn.Module):
             x = x + self.dropout(self.mlp(self.norm2(x)))
         return x, state
 
+    def prefill(self, x: torch.Tensor):
+        y, state = prefill(self.mixer, self.norm(x))  # (B, L, H)
+        x = x + self.dropout(y)
+        if self.mlp is not None:
+            x = x + self.dropout(self.mlp(self.norm2(x)))
+        return x, state
+
 
 class SequenceStack(nn.Module):
     """A stack of residual blocks with a final norm; itself a mixer ``(B, L, H) -> (B, L, H)``."""
@@ -102,6 +124,13 @@ class SequenceStack(nn.Module):
             x, s = block.step(x, s)  # (B, H)
             new_state.append(s)
         return self.norm_f(x), new_state
+
+    def prefill(self, x: torch.Tensor):
+        states = []
+        for block in self.blocks:
+            x, s = prefill(block, x)  # (B, L, H)
+            states.append(s)
+        return self.norm_f(x), states
 
     def aux_loss(self) -> torch.Tensor | float:
         """Sum of auxiliary losses (e.g. MoE load balancing) left by the last forward, else 0."""

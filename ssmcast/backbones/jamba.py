@@ -47,11 +47,16 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Parallel mode, causal."""
+        return self.prefill(x)[0]
+
+    def prefill(self, x: torch.Tensor):
+        """``forward`` plus the key/value cache ``(B, n_heads, L, head_dim)`` twice that :meth:`step` extends."""
         check_sequence_input(x, self.d_model)
         q, k, v = self._heads(x)  # (B, nh, L, hd)
         dropout_p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, L, hd)
-        return self.out_proj(y.transpose(1, 2).flatten(-2))  # (B, L, d_model)
+        sd = state_dtype(self.qkv.weight)
+        return self.out_proj(y.transpose(1, 2).flatten(-2)), (k.to(sd), v.to(sd))  # (B, L, d_model)
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """An empty key/value cache ``(B, n_heads, 0, head_dim)`` twice."""

@@ -75,6 +75,12 @@ def causal_depthwise_conv_step(
     return y, conv_state
 
 
+def conv_state_after(x: torch.Tensor, d_conv: int, dtype: torch.dtype) -> torch.Tensor:
+    """The conv state ``(B, C, d_conv)`` after the inputs ``x (B, C, L)``: the last ``d_conv`` of them, zeros
+    in front when ``L < d_conv`` (what :func:`causal_depthwise_conv_step` unrolled over ``x`` leaves)."""
+    return F.pad(x[..., -d_conv:], (max(d_conv - x.shape[-1], 0), 0)).to(dtype)  # (B, C, d_conv)
+
+
 class Mamba(nn.Module):
     """The Mamba (selective SSM) mixer, ``(B, L, d_model) -> (B, L, d_model)``."""
 
@@ -121,15 +127,23 @@ class Mamba(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel (training) mode: ``u (B, L, d_model) -> (B, L, d_model)``, causal."""
+        return self._parallel(u, return_state=False)
+
+    def prefill(self, u: torch.Tensor):
+        """``forward`` plus the state after ``u``, ``(conv_state, ssm_state)`` as :meth:`step` keeps it."""
+        return self._parallel(u, return_state=True)
+
+    def _parallel(self, u: torch.Tensor, return_state: bool):
         check_sequence_input(u, self.d_model, "u")
         L = u.shape[1]
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, ED)
-        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L])  # (B, ED, L)
+        x_in = x.transpose(1, 2)  # (B, ED, L)
+        x = F.silu(self.conv1d(x_in)[..., :L])  # (B, ED, L)
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # (B, L, ED), bias added inside the scan
         sd = state_dtype(self.A_log)
         A = -torch.exp(self.A_log.to(sd))  # (ED, N)
-        y = selective_scan(
+        out = selective_scan(
             x,
             dt.transpose(1, 2),
             A,
@@ -139,8 +153,13 @@ class Mamba(nn.Module):
             z=z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.to(sd),
             delta_softplus=True,
+            return_last_state=return_state,
         )  # (B, ED, L)
-        return self.out_proj(y.transpose(1, 2).to(self.out_proj.weight.dtype))  # (B, L, d_model)
+        y, last = out if return_state else (out, None)
+        y = self.out_proj(y.transpose(1, 2).to(self.out_proj.weight.dtype))  # (B, L, d_model)
+        if not return_state:
+            return y
+        return y, (conv_state_after(x_in, self.d_conv, sd), last.to(sd))  # (B, ED, d_conv), (B, ED, N)
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(conv_state (B, ED, d_conv), ssm_state (B, ED, N))``, zeros."""

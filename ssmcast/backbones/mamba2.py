@@ -31,6 +31,7 @@ from ssmcast.backbones.mamba import (
     causal_depthwise_conv_step,
     check_sequence_input,
     check_step_input,
+    conv_state_after,
     init_dt_bias,
     state_dtype,
 )
@@ -118,14 +119,22 @@ class Mamba2(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel (training) mode: ``u (B, L, d_model) -> (B, L, d_model)``, causal."""
+        return self._parallel(u, return_state=False)
+
+    def prefill(self, u: torch.Tensor):
+        """``forward`` plus the state after ``u``, ``(conv_state, ssm_state)`` as :meth:`step` keeps it."""
+        return self._parallel(u, return_state=True)
+
+    def _parallel(self, u: torch.Tensor, return_state: bool):
         check_sequence_input(u, self.d_model, "u")
         L = u.shape[1]
         z, xBC, dt = self._split(self.in_proj(u))  # (B, L, ED), (B, L, ED + 2GN), (B, L, H)
-        xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :L].transpose(1, 2))  # (B, L, ED + 2GN)
+        xBC_in = xBC.transpose(1, 2)  # (B, ED + 2GN, L)
+        xBC = F.silu(self.conv1d(xBC_in)[..., :L].transpose(1, 2))  # (B, L, ED + 2GN)
         x, B, C = xBC.split([self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1)
         sd = state_dtype(self.A_log)
         A = -torch.exp(self.A_log.to(sd))  # (H,)
-        y = ssd(
+        out = ssd(
             x.unflatten(-1, (self.n_heads, self.head_dim)),  # (B, L, H, P)
             dt,
             A,
@@ -135,9 +144,14 @@ class Mamba2(nn.Module):
             D=self.D.to(sd),
             dt_bias=self.dt_bias.to(sd),
             dt_softplus=True,
+            return_final_states=return_state,
         )  # (B, L, H, P)
+        y, last = out if return_state else (out, None)
         y = self.norm(y.flatten(-2), z)  # (B, L, ED)
-        return self.out_proj(y.to(self.out_proj.weight.dtype))
+        y = self.out_proj(y.to(self.out_proj.weight.dtype))  # (B, L, d_model)
+        if not return_state:
+            return y
+        return y, (conv_state_after(xBC_in, self.d_conv, sd), last.to(sd))  # (B, ED + 2GN, d_conv), (B, H, P, N)
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(conv_state (B, ED + 2GN, d_conv), ssm_state (B, H, P, N))``, zeros."""

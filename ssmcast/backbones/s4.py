@@ -23,7 +23,7 @@ from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
 from ssmcast.ops.conv import fft_conv
 from ssmcast.ops.hippo import nplr_legs, s4d_init
-from ssmcast.ops.s4_kernels import dplr_dense, dplr_kernel, s4d_kernel
+from ssmcast.ops.s4_kernels import dplr_dense, dplr_kernel, lti_final_state, s4d_kernel
 
 _INITS = {"dplr": ("legs",), "diag": ("legs", "lin", "inv", "real")}
 
@@ -186,6 +186,16 @@ class S4(nn.Module):
                 y = y + fft_conv(u.flip(-1)[:, None], K_back).flip(-1)  # (B, channels, H, L)
         y = y.reshape(batch, self.channels * H, L).transpose(1, 2)  # (B, L, channels H)
         return self._output(y)
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` plus the state after ``x`` (as :meth:`step` keeps it), in parallel over time."""
+        if self.bidirectional:
+            raise RuntimeError("a bidirectional S4 layer is non-causal and has no recurrent state")
+        y = self.forward(x)  # (B, L, H)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dA, dB, _, _ = self._step_params()
+            state = lti_final_state(dA, dB, x.transpose(1, 2).to(self.log_dt.dtype))  # (B, H, N2 | N)
+        return y, state
 
     # ----- recurrent mode -----------------------------------------------------------------------------
 

@@ -216,6 +216,11 @@ class S5(nn.Module):
         y = y + self.D.to(y.dtype) * x  # (B, L, H)
         return self._activate(y), last
 
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` plus the state after ``x``: :meth:`scan` from zeros (causal layers only)."""
+        self._no_recurrence()
+        return self.scan(x)
+
     def _check_state(self, state: torch.Tensor, batch_size: int) -> None:
         if not isinstance(state, torch.Tensor) or not state.is_complex():
             raise TypeError("state must be a complex tensor from initial_state() or a previous step()")

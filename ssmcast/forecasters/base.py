@@ -531,8 +531,8 @@ class NeuralForecaster(BaseEstimator):
         ``quantiles``: levels to add as ``y_pred_q{q}`` columns (default: the fitted ``quantiles``; other
         levels need loss="gaussian"/"student_t"; ``[]`` for none).
         ``context="window"`` feeds the last ``input_size`` points, as in training; ``"full"`` runs the
-        backbone's recurrent state over the whole history. ``h > horizon`` rolls the model out
-        recursively, feeding its point forecasts back (intervals then come from each block's own
+        backbone over the whole history (in parallel, then keeps its recurrent state). ``h > horizon``
+        rolls the model out recursively, feeding its point forecasts back (intervals then come from each block's own
         distribution and do not grow with the fed-back error; no past covariates allowed).
         ``future_df``: values of the future covariates over the forecast steps (long frame).
         """
@@ -624,13 +624,21 @@ class NeuralForecaster(BaseEstimator):
                 z, state = self.net_.step(rows[t : t + 1], state)  # (1, d_model)
         return z, state
 
+    def _prefill(self, X: np.ndarray):
+        """One unit's whole history ``X (T, n_in)`` in parallel; returns (hidden, state) as :meth:`_run_steps`
+        from the initial state would."""
+        import torch
+
+        with torch.no_grad():
+            return self.net_.prefill(torch.as_tensor(X, dtype=torch.float32)[None])  # (1, T, n_in)
+
     def _full_states(self, units, use_stream: bool):
         """Hidden states after the whole history of each unit (cached per unit for the training data)."""
         hidden = []
         for k, unit in units.items():
             entry = self.stream_.get(k) if use_stream else None
             if entry is None:
-                z, state = self._run_steps(self.net_.initial_state(1), unit["X"])
+                z, state = self._prefill(unit["X"])
                 entry = {"z": z, "state": state, "n": len(unit["X"])}
                 if use_stream:
                     self.stream_[k] = entry

@@ -17,6 +17,7 @@ import math
 
 import torch
 from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 _CHUNK_ELEMENTS = 1 << 21  # complex temporaries per chunk: (H, N2, chunk) <= this
 
@@ -260,3 +261,44 @@ def dplr_kernel(
         K_hat = torch.cat([K_hat, K_nyquist[..., None].to(cdtype)], -1)  # (M, H, L/2 + 1)
     K = torch.fft.irfft(K_hat, n=L)  # (M, H, L)
     return K.reshape(*lead, H, L)
+
+
+def _apply(dA: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``dA`` times each state of ``s (B, H, k, N)``: ``dA (H, N)`` diagonal or ``(H, N, N)`` dense."""
+    if dA.ndim == 2:
+        return dA[:, None] * s  # (B, H, k, N)
+    return torch.einsum("hnm,bhkm->bhkn", dA, s)
+
+
+def lti_final_state(dA: torch.Tensor, dB: torch.Tensor, u: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """The state ``x_{L-1}`` of ``x_l = dA x_{l-1} + dB u_l`` from ``x_{-1} = 0``, without a loop over ``L``.
+
+    ``dA (H, N)`` (diagonal, real or complex) or ``(H, N, N)`` (dense), ``dB (H, N)``, ``u (B, H, L)``.
+    Returns ``(B, H, N)`` in ``dB``'s dtype: ``sum_l dA^(L-1-l) dB u_l``, by pairwise (tree) reduction over
+    time in chunks of ``chunk_size`` steps (memory ``O(B H N chunk_size)``), the powers ``dA^(2^j)`` by
+    repeated squaring in double precision."""
+    if dA.ndim not in (2, 3) or dB.ndim != 2 or u.ndim != 3:
+        raise ValueError(f"expected dA (H, N) or (H, N, N), dB (H, N), u (B, H, L); got {tuple(dA.shape)}, "
+                         f"{tuple(dB.shape)}, {tuple(u.shape)}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    dtype = dB.dtype
+    wide = torch.complex128 if dA.is_complex() else torch.float64
+    dA64 = dA.to(wide)
+    state = None
+    for start in range(0, u.shape[-1], chunk_size):
+        uc = u[..., start : start + chunk_size]  # (B, H, n)
+        n = uc.shape[-1]
+        m = 1 << (n - 1).bit_length()
+        s = F.pad(uc, (m - n, 0)).to(dtype)[..., None] * dB[:, None]  # (B, H, m, N): leading zeros keep x = 0
+        power = dA64  # dA^(2^j)
+        while s.shape[2] > 1:
+            pairs = s.unflatten(2, (-1, 2))  # (B, H, m / 2, 2, N)
+            s = _apply(power.to(dtype), pairs[:, :, :, 0]) + pairs[:, :, :, 1]  # (B, H, m / 2, N)
+            power = power * power if dA.ndim == 2 else power @ power
+        s = s[:, :, 0]  # (B, H, N)
+        if state is not None:
+            advance = dA64**n if dA.ndim == 2 else torch.linalg.matrix_power(dA64, n)
+            s = _apply(advance.to(dtype), state[:, :, None])[:, :, 0] + s
+        state = s
+    return state

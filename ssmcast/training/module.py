@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from ssmcast.backbones.blocks import prefill
 from ssmcast.backbones.config import parameter_groups
 from ssmcast.training.losses import ForecastLoss
 
@@ -88,6 +89,12 @@ class ForecastNet(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """One observation ``(B, n_inputs)`` -> (hidden ``(B, d_model)``, new state)."""
         return self.backbone.step(self.embed(x_t), state)
+
+    def prefill(self, x: torch.Tensor):
+        """A whole history ``(B, L, n_inputs)`` in parallel -> (last hidden ``(B, d_model)``, state after it),
+        as :meth:`step` unrolled from :meth:`initial_state` gives."""
+        z, state = prefill(self.backbone, self.embed(x))  # (B, L, d_model)
+        return z[:, -1], state
 
 
 def denormalize(values: torch.Tensor, stats) -> torch.Tensor:

@@ -76,3 +76,17 @@ def test_backbone_config_params():
     assert cfg.set_params(d_model=16).d_model == 16
     with pytest.raises(ValueError, match="invalid parameter 'width'"):
         cfg.set_params(width=3)
+
+
+def test_prefill_falls_back_to_steps_for_a_mixer_without_it():
+    torch.manual_seed(0)
+    H = 4
+    stack = SequenceStack([ResidualBlock(EMA(H), H, mlp=MLP(H)) for _ in range(2)], H)
+    x = torch.randn(2, 9, H)
+    y, state = stack.prefill(x)
+    torch.testing.assert_close(y, stack(x))
+    stepped = stack.initial_state(2)
+    for t in range(x.shape[1]):
+        _, stepped = stack.step(x[:, t], stepped)
+    for a, b in zip(state, stepped, strict=True):
+        torch.testing.assert_close(a, b)

@@ -105,6 +105,8 @@ def test_bidirectional_matches_direct_sum_and_has_no_step():
     assert not torch.allclose(layer(x2)[:, 0], layer(x)[:, 0])  # non-causal
     with pytest.raises(RuntimeError, match="bidirectional"):
         layer.step(x[:, 0], layer.initial_state(1))
+    with pytest.raises(RuntimeError, match="bidirectional"):
+        layer.prefill(x)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])

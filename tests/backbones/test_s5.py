@@ -167,6 +167,8 @@ def test_bidirectional_is_non_causal_and_has_no_step():
         layer.step(x[:, 0], torch.zeros(1, layer.n_states, dtype=C128))
     with pytest.raises(ValueError, match="non-causal"):
         layer.scan(x, torch.zeros(1, layer.n_states, dtype=C128))
+    with pytest.raises(RuntimeError, match="non-causal"):
+        layer.prefill(x)
 
 
 def test_gradients_are_finite_and_reach_every_parameter():

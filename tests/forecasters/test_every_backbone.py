@@ -7,6 +7,7 @@ import pkgutil
 
 import pandas as pd
 import pytest
+import torch
 from panels_for_tests import make_panel
 
 import ssmcast
@@ -66,3 +67,32 @@ def test_forecaster_fits_streams_and_reloads(config_cls, tmp_path):
     pd.testing.assert_frame_equal(streamed, full, rtol=1e-4, atol=1e-4)
     est.save(tmp_path / "m")
     pd.testing.assert_frame_equal(ssmcast.load(tmp_path / "m").predict(df=panel), est.predict(df=panel))
+
+
+def flat_states(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for s in state for t in flat_states(s)]
+
+
+@pytest.mark.parametrize("length", [2, 37])
+@pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
+def test_prefill_equals_forward_and_unrolled_steps(config_cls, length):
+    """``prefill`` (used by ``context="full"``) gives ``forward``'s outputs and the state ``step`` reaches."""
+    torch.manual_seed(0)
+    net = tiny_config(config_cls).build().eval()
+    x = torch.randn(3, length, net.d_model)
+    with torch.no_grad():
+        y, state = net.prefill(x)
+        stepped = net.initial_state(3)
+        for t in range(length):
+            _, stepped = net.step(x[:, t], stepped)
+        nxt = torch.randn(3, net.d_model)
+        after_prefill, _ = net.step(nxt, state)
+        after_steps, _ = net.step(nxt, stepped)
+    torch.testing.assert_close(y, net(x))
+    a, b = flat_states(state), flat_states(stepped)
+    assert [t.shape for t in a] == [t.shape for t in b] and [t.dtype for t in a] == [t.dtype for t in b]
+    for p, s in zip(a, b, strict=True):
+        torch.testing.assert_close(p, s, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(after_prefill, after_steps, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,14 @@ from torch.autograd import gradcheck
 from torch.profiler import ProfilerActivity, profile
 
 from ssmcast.ops.hippo import hippo_legs, nplr_legs
-from ssmcast.ops.s4_kernels import cauchy_conj, dplr_dense, dplr_kernel, s4d_kernel, vandermonde_real
+from ssmcast.ops.s4_kernels import (
+    cauchy_conj,
+    dplr_dense,
+    dplr_kernel,
+    lti_final_state,
+    s4d_kernel,
+    vandermonde_real,
+)
 
 # ----- slow, obvious references (float64) ------------------------------------------------------------------
 
@@ -272,3 +279,38 @@ def test_kernels_reject_bad_input(fn, kwargs, match):
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fn(**base)
+
+
+def final_state_loop(dA, dB, u):
+    x = torch.zeros(u.shape[0], *dB.shape, dtype=dB.dtype)  # (B, H, N)
+    for t in range(u.shape[-1]):
+        Ax = dA * x if dA.ndim == 2 else torch.einsum("hnm,bhm->bhn", dA, x)
+        x = Ax + dB * u[..., t, None]
+    return x
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("L, chunk_size", [(1, 4096), (37, 4096), (37, 8), (1000, 64)])
+def test_lti_final_state_matches_loop(dense, L, chunk_size):
+    g = torch.Generator().manual_seed(L)
+    H, N = 3, 6
+    if dense:
+        M = torch.randn(H, N, N, generator=g)
+        dA = torch.linalg.matrix_exp(-0.01 * torch.eye(N) + 0.3 * (M - M.mT))  # (H, N, N): damped rotations, stable
+        dB = torch.randn(H, N, generator=g)
+    else:
+        dA = torch.exp(torch.complex(-torch.rand(H, N, generator=g) * 0.1, torch.randn(H, N, generator=g)))
+        dB = torch.complex(*torch.randn(2, H, N, generator=g))
+    u = torch.randn(2, H, L, generator=g)
+    got = lti_final_state(dA, dB, u, chunk_size=chunk_size)
+    want = final_state_loop(dA.to(torch.float64 if dense else torch.complex128), dB.to(torch.float64 if dense else
+                            torch.complex128), u.double())
+    assert got.dtype == dB.dtype and got.shape == (2, H, N)
+    torch.testing.assert_close(got, want.to(got.dtype), rtol=1e-4, atol=1e-4)
+
+
+def test_lti_final_state_rejects_bad_input():
+    with pytest.raises(ValueError, match="expected dA"):
+        lti_final_state(torch.ones(3), torch.ones(3, 2), torch.ones(1, 3, 5))
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        lti_final_state(torch.ones(3, 2), torch.ones(3, 2), torch.ones(1, 3, 5), chunk_size=0)
