@@ -147,8 +147,7 @@ class Mamba2(nn.Module):
             return_final_states=return_state,
         )  # (B, L, H, P)
         y, last = out if return_state else (out, None)
-        y = self.norm(y.flatten(-2), z)  # (B, L, ED)
-        y = self.out_proj(y.to(self.out_proj.weight.dtype))  # (B, L, d_model)
+        y = self.out_proj(self.norm(y.flatten(-2), z).to(self.out_proj.weight.dtype))  # (B, L, d_model)
         if not return_state:
             return y
         return y, (conv_state_after(xBC_in, self.d_conv, sd), last.to(sd))  # (B, ED + 2GN, d_conv), (B, H, P, N)

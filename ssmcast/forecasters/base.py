@@ -532,8 +532,8 @@ class NeuralForecaster(BaseEstimator):
         levels need loss="gaussian"/"student_t"; ``[]`` for none).
         ``context="window"`` feeds the last ``input_size`` points, as in training; ``"full"`` runs the
         backbone over the whole history (in parallel, then keeps its recurrent state). ``h > horizon``
-        rolls the model out recursively, feeding its point forecasts back (intervals then come from each block's own
-        distribution and do not grow with the fed-back error; no past covariates allowed).
+        rolls the model out recursively, feeding its point forecasts back (intervals then come from each
+        block's own distribution and do not grow with the fed-back error; no past covariates allowed).
         ``future_df``: values of the future covariates over the forecast steps (long frame).
         """
         check_is_fitted(self, "net_")

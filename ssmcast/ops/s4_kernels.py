@@ -283,19 +283,20 @@ def lti_final_state(dA: torch.Tensor, dB: torch.Tensor, u: torch.Tensor, chunk_s
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     dtype = dB.dtype
-    wide = torch.complex128 if dA.is_complex() else torch.float64
-    dA64 = dA.to(wide)
+    dA64 = dA.to(torch.complex128 if dA.is_complex() else torch.float64)
+    powers, power = [], dA64  # dA^(2^j), enough levels for the longest chunk
+    for _ in range((min(chunk_size, u.shape[-1]) - 1).bit_length()):
+        powers.append(power.to(dtype))
+        power = power * power if dA.ndim == 2 else power @ power
     state = None
     for start in range(0, u.shape[-1], chunk_size):
         uc = u[..., start : start + chunk_size]  # (B, H, n)
         n = uc.shape[-1]
         m = 1 << (n - 1).bit_length()
         s = F.pad(uc, (m - n, 0)).to(dtype)[..., None] * dB[:, None]  # (B, H, m, N): leading zeros keep x = 0
-        power = dA64  # dA^(2^j)
-        while s.shape[2] > 1:
+        for power in powers[: m.bit_length() - 1]:
             pairs = s.unflatten(2, (-1, 2))  # (B, H, m / 2, 2, N)
-            s = _apply(power.to(dtype), pairs[:, :, :, 0]) + pairs[:, :, :, 1]  # (B, H, m / 2, N)
-            power = power * power if dA.ndim == 2 else power @ power
+            s = _apply(power, pairs[:, :, :, 0]) + pairs[:, :, :, 1]  # (B, H, m / 2, N)
         s = s[:, :, 0]  # (B, H, N)
         if state is not None:
             advance = dA64**n if dA.ndim == 2 else torch.linalg.matrix_power(dA64, n)
