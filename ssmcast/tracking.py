@@ -478,8 +478,9 @@ def log_forecaster(estimator, history, name: str = "model", scaling: dict | None
     """Log a fitted forecaster to the active MLflow run as a pyfunc model; returns MLflow's ``ModelInfo``.
 
     ``history`` (a long frame the model was fitted on) provides the input example (the last rows of
-    one series) and the signature. ``scaling`` ``{unique_id: (mean, std)}``: the model was fitted on
-    ``(y - mean) / std``; the pyfunc applies it to its input and inverts it on the forecasts.
+    one series, or of every series for ``channel_mode="mixed"``) and the signature. ``scaling``
+    ``{unique_id: (mean, std)}``: the model was fitted on ``(y - mean) / std``; the pyfunc applies it to its
+    input and inverts it on the forecasts.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -491,9 +492,12 @@ def log_forecaster(estimator, history, name: str = "model", scaling: dict | None
         raise ValueError("log_forecaster needs an active MLflow run (with mlflow.start_run(): ...)")
     horizon = int(horizon or getattr(estimator, "horizon", None) or 1)
     frame = to_long(history)
-    first = frame["unique_id"].iloc[0]
     n_example = max(int(getattr(estimator, "input_size", 0) or 0), 2 * horizon, 8)
-    example = frame[frame["unique_id"] == first].tail(n_example)[["unique_id", "ds", "y"]].reset_index(drop=True)
+    if getattr(estimator, "channel_mode", None) == "mixed":  # one sample made of every series: all are needed
+        example = frame.groupby("unique_id", sort=False).tail(n_example)
+    else:
+        example = frame[frame["unique_id"] == frame["unique_id"].iloc[0]].tail(n_example)
+    example = example[["unique_id", "ds", "y"]].reset_index(drop=True)
     model_cls = _forecaster_model_class()
     with tempfile.TemporaryDirectory(prefix="ssmcast-pyfunc-") as tmp:
         tmp = Path(tmp)

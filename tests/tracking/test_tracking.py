@@ -176,3 +176,16 @@ def test_log_forecaster_round_trips_a_model_fitted_on_scaled_data(sqlite_uri):
     assert "ForecasterModel" in (local / "ssmcast_pyfunc.py").read_text()
     with pytest.raises(ValueError, match="active MLflow run"):
         log_forecaster(est, scaled)
+
+
+def test_log_forecaster_takes_every_series_as_the_example_of_a_mixed_channel_model(sqlite_uri):
+    df = long_frame()
+    est = tiny_mamba(max_epochs=1, channel_mode="mixed").fit(df)
+    with mlflow.start_run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mlflow's own notes on the model environment
+            info = log_forecaster(est, df)
+    forecast = mlflow.pyfunc.load_model(info.model_uri).predict(df)
+    expected = est.predict(h=4, df=df)
+    assert sorted(forecast["unique_id"].unique()) == sorted(df["unique_id"].unique())
+    np.testing.assert_allclose(forecast["y_pred"], expected["y_pred"], rtol=1e-5)
