@@ -122,7 +122,8 @@ def model_config(name: str, cfg) -> dict:
     with open_dict(context):
         context.model = node
         extra = (cfg.get("overrides") or {}).get(name)
-        if extra:
+        if extra:  # any constructor argument, listed in the yaml or not (as ++model.<arg> for train)
+            OmegaConf.set_struct(node, False)
             context.model = OmegaConf.merge(node, extra)
     return OmegaConf.to_container(context.model, resolve=True)
 

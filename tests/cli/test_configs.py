@@ -172,3 +172,18 @@ def test_trainer_settings_reach_the_neural_models():
     cfg = OmegaConf.to_container(compose_cfg(["trainer=ddp", "trainer.max_epochs=3"]), resolve=True)
     assert cfg["model"]["max_epochs"] == 3 and cfg["model"]["accelerator"] == "gpu"
     assert cfg["model"]["trainer_kwargs"] == {"strategy": "ddp", "devices": -1}
+
+
+def test_compare_overrides_reach_any_constructor_argument():
+    """``overrides.<model>.<arg>`` for ``compare`` sets what ``++model.<arg>`` sets for ``train``, also an
+    argument the model's yaml does not list; a misspelt one is an error naming it."""
+    from ssmcast.jobs import model_config
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = ["models=[s4d]", "+overrides.s4d.loss=mae", "+overrides.s4d.backbone.d_model=8"]
+        cfg = compose("config", overrides=overrides)
+        est = build(model_config("s4d", cfg))
+        assert (est.loss, est.backbone.d_model, est.backbone.n_layers) == ("mae", 8, 2)
+        cfg = compose("config", overrides=["models=[s4d]", "+overrides.s4d.los=mae"])
+        with pytest.raises(Exception, match="los"):
+            build(model_config("s4d", cfg))
