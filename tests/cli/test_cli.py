@@ -32,6 +32,14 @@ def test_unknown_command_is_an_error(tmp_path):
     assert out.returncode == 2 and "unknown command 'fit'" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_cfg_job_prints_the_composed_config_with_the_flag_after_the_overrides(command, tmp_path):
+    out = run_cli([command, "model=naive", "models=[naive,ets]", "horizon=5", "--cfg", "job"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"command: {command}" in out.stdout and "horizon: 5" in out.stdout and "- ets" in out.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
