@@ -76,26 +76,11 @@ def _task(cfg) -> float | None:
         raise SystemExit(1) from None
 
 
-# Hydra's flags that take the next word as their value (argparse needs the overrides in one run)
-_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-                "-cd", "--experimental-rerun"}
-_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-
-
 def _with_override(args: list[str], override: str) -> list[str]:
-    """``args`` with ``override`` put just before the first override, so that the overrides stay one run of
-    positional words however the Hydra flags are placed (``model=s4 --cfg job``)."""
-    after_flag = False
-    for i, word in enumerate(args):
-        if after_flag:
-            after_flag = False
-            continue
-        if word.startswith("-"):
-            after_flag = word in _VALUE_FLAGS or (word in ("--info", "-i") and i + 1 < len(args)
-                                                  and args[i + 1] in _INFO_TOPICS)
-            continue
-        return [*args[:i], override, *args[i:]]
-    return [*args, override]
+    """``args`` with ``override`` put just before the first ``key=value`` override, so that the overrides stay
+    one run of positional words (as argparse needs) however the Hydra flags are placed (``model=s4 --cfg job``)."""
+    i = next((i for i, word in enumerate(args) if "=" in word and not word.startswith("-")), len(args))
+    return [*args[:i], override, *args[i:]]
 
 
 def run_hydra(command: str, args: list[str]) -> int:
