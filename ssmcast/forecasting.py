@@ -6,7 +6,9 @@ Every estimator follows one API:
   frames, wide frames, a ``pd.Series``);
 * ``predict(h=None, df=None, quantiles=None) -> DataFrame`` with columns ``unique_id, ds, y_pred`` and
   one ``y_pred_q{q}`` column per quantile (:func:`quantile_column`), ``h`` steps after the end of each
-  training series, or after the end of the history ``df`` when one is given (no refit).
+  training series, or after the end of the history ``df`` when one is given (no refit);
+* ``update(df_new, h=None, quantiles=None) -> DataFrame``: append observations that continue the fitted
+  series and forecast from their new end (parameters unchanged; on any error nothing is appended).
 
 Estimators that can forecast many fixed-length windows at once (the neural forecasters) may also offer
 ``predict_windows(context) -> array``: ``context`` of shape ``(n_windows, input_size, n_channels)`` on

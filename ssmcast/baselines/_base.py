@@ -228,6 +228,40 @@ class BaselineForecaster(BaseEstimator):
             return forecast_frame([], [], [], {q: [] for q in levels})
         return forecast_frame(ids, stamps, np.concatenate(means), {q: np.concatenate(v) for q, v in columns.items()})
 
+    def update(self, df_new, h: int | None = None, quantiles=None) -> pd.DataFrame:
+        """Append new observations to the fitted series and forecast from their new end.
+
+        ``df_new`` (long/wide/Series) must continue each of its series right after the series' last time
+        stamp (series not in ``df_new`` keep their history). The parameters stay as fitted: each series'
+        model is re-filtered (Kalman filter) over its extended history, so the result equals
+        ``predict(h, df=full_history)``; later ``predict()`` calls start from the new end too. Returns the
+        ``predict`` frame of every series. On any error nothing is appended.
+        """
+        check_is_fitted(self, "models_")
+        h = self._resolve_h(h)
+        levels = check_quantiles(quantiles)
+        data = validate(df_new, min_length=1, freq=self.freq_)
+        series = self._series(data)
+        unknown = [uid for uid, _, _ in series if uid not in self.history_]
+        if unknown:
+            raise ValueError(f"df_new holds series not seen in fit: {', '.join(map(repr, unknown[:5]))}; "
+                             "update() continues fitted series (use predict(df=...) for a new history)")
+        extended = dict(self.history_)
+        for uid, y_new, last_new in series:
+            y_old, last = self.history_[uid]
+            expected = future_timestamps(last, self.freq_, 1)[0]
+            first = data.loc[data["unique_id"] == uid, "ds"].iloc[0]
+            if first != expected:
+                raise ValueError(f"df_new must continue series {uid!r} right after its last stamp {last} "
+                                 f"(expected {expected}); got {first}")
+            extended[uid] = (np.concatenate([y_old, y_new]), last_new)
+        before, self.history_ = self.history_, extended
+        try:
+            return self.predict(h, quantiles=levels)
+        except BaseException:
+            self.history_ = before
+            raise
+
     def _parameter_free_fit(self) -> SeriesFit:
         raise NotImplementedError
 

@@ -700,12 +700,17 @@ class NeuralForecaster(BaseEstimator):
         if self.channel_mode == "mixed" and set(new_units) != set(self.history_):
             raise ValueError("channel_mode='mixed': df_new must hold the new rows of every series")
         self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
-        for k, unit in new_units.items():
-            entry = self.stream_[k]
-            z, state = self._run_steps(entry["state"], unit["X"])
-            self.stream_[k] = {"z": z, "state": state, "n": entry["n"] + len(unit["X"])}
-            self.history_[k] = _append_rows(self.history_[k], unit["X"], unit["ds"])
-        return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
+        before = dict(self.stream_), dict(self.history_)
+        try:
+            for k, unit in new_units.items():
+                entry = self.stream_[k]
+                z, state = self._run_steps(entry["state"], unit["X"])  # steps return new states
+                self.stream_[k] = {"z": z, "state": state, "n": entry["n"] + len(unit["X"])}
+                self.history_[k] = _append_rows(self.history_[k], unit["X"], unit["ds"])
+            return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
+        except BaseException:  # a bad h, quantiles or future_df: the rows are not absorbed, the call can be repeated
+            self.stream_, self.history_ = before
+            raise
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:

@@ -140,3 +140,17 @@ def test_predict_windows_errors():
         NaiveForecaster(horizon=3).fit(panel()).predict_windows(np.zeros((5, 1)))
     with pytest.raises(ValueError, match="needs 2 \\* season_length = 48"):
         SeasonalNaiveForecaster(horizon=3).fit(panel()).predict_windows(np.zeros((2, 47, 1)))
+
+
+def test_parameter_free_update_continues_the_history():
+    ds = pd.date_range("2024-01-01", periods=72, freq="h")
+    df = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(72.0) % 24 + np.arange(72) / 10})
+    est = SeasonalNaiveForecaster().fit(df.iloc[:48])
+    out = est.update(df.iloc[48:60], h=24)
+    pd.testing.assert_frame_equal(out, est.predict(24, df=df.iloc[:60]))
+    np.testing.assert_allclose(out["y_pred"], df["y"].iloc[36:60].to_numpy())
+    assert out["ds"].iloc[0] == ds[60]
+    naive = NaiveForecaster(horizon=2).fit(df.iloc[:48])
+    with pytest.raises(ValueError, match="continue series 'a'"):
+        naive.update(df.iloc[50:52])
+    assert naive.update(df.iloc[48:50])["y_pred"].tolist() == [df["y"].iloc[49]] * 2

@@ -261,3 +261,48 @@ def test_ets_multiplicative_on_negative_data_falls_back_to_naive():
 def test_invalid_arguments_raise_in_fit(est, match):
     with pytest.raises(ValueError, match=match):
         est.fit(ar_panel())  # integer ds: season_length 1
+
+
+@pytest.mark.parametrize(
+    "est",
+    [ARIMAForecaster(order=(1, 0, 1), trend="c"), LocalLevelForecaster(), ETSForecaster(trend="add")],
+    ids=["arima", "local_level", "ets"],
+)
+def test_update_appends_and_equals_predict_on_the_full_history(est):
+    full = ar_panel(n=100)
+    train, new = full[full.ds < 80], full[full.ds >= 80]
+    est.fit(train)
+    params = {uid: fit.params.copy() for uid, fit in est.models_.items()}
+    first, second = new[new.ds < 90], new[new.ds >= 90]
+    est.update(first.query("unique_id == 'ar0'"), h=2)  # one series may run ahead of the others
+    est.update(first.query("unique_id == 'ar1'"), h=2)
+    out = est.update(second, h=5, quantiles=[0.1, 0.9])
+    expected = est.predict(5, df=full, quantiles=[0.1, 0.9])
+    pd.testing.assert_frame_equal(out, expected)
+    assert out.groupby("unique_id")["ds"].min().tolist() == [100, 100]
+    pd.testing.assert_frame_equal(est.predict(5, quantiles=[0.1, 0.9]), expected)
+    for uid, fit in est.models_.items():
+        np.testing.assert_array_equal(fit.params, params[uid])  # no re-estimation
+
+
+def test_update_equals_statsmodels_append_and_bad_input_absorbs_nothing():
+    full = ar_panel(n=100)
+    train, new = full[full.ds < 80], full[full.ds >= 80]
+    est = ARIMAForecaster(order=(1, 0, 0), trend="c", horizon=3).fit(train)
+    reference = est.results("ar1").append(new.loc[new.unique_id == "ar1", "y"].to_numpy()).get_forecast(3)
+    for bad, match in [
+        (dict(df_new=new, h=0), "h must be a positive integer"),
+        (dict(df_new=new, quantiles=[1.5]), "strictly between 0 and 1"),
+        (dict(df_new=new[new.ds > 80]), r"continue series 'ar0' right after its last stamp 79 \(expected 80\)"),
+        (dict(df_new=new.assign(unique_id="stranger").iloc[:20]), "not seen in fit: 'stranger'"),
+        (dict(df_new=new.assign(y=np.nan)), "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            est.update(**bad)
+        assert [len(y) for y, _ in est.history_.values()] == [80, 80]
+    out = est.update(new, quantiles=[0.8]).query("unique_id == 'ar1'")
+    np.testing.assert_allclose(out["y_pred"], reference.predicted_mean, rtol=1e-10)
+    np.testing.assert_allclose(out["y_pred_q0.8"], reference.predicted_mean + reference.se_mean * norm.ppf(0.8),
+                               rtol=1e-10)
+    with pytest.raises(NotFittedError):
+        ARIMAForecaster().update(new)

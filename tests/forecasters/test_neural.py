@@ -97,6 +97,20 @@ def test_update_equals_full_context_predict():
         est.update(new1)  # stale rows: not right after the last stamp
 
 
+def test_failed_update_absorbs_nothing():
+    panel = make_panel(length=140)
+    train = panel.groupby("unique_id").head(110)
+    new = panel.groupby("unique_id").nth(list(range(110, 125)))
+    est = tiny(val_size=0).fit(train)
+    for bad in (dict(h=0), dict(quantiles=[0.1]), dict(h=2.5)):
+        with pytest.raises(ValueError):
+            est.update(new, **bad)
+    assert all(len(u["X"]) == 110 for u in est.history_.values())
+    streamed = est.update(new)  # the same rows again, now accepted
+    pd.testing.assert_frame_equal(streamed, est.predict(df=panel.groupby("unique_id").head(125), context="full"),
+                                  rtol=1e-4, atol=1e-5)
+
+
 def test_save_load_identical(tmp_path, fitted):
     fitted.save(tmp_path / "model")
     loaded = ssmcast.load(tmp_path / "model")
@@ -149,6 +163,21 @@ def test_covariates_future_and_static():
         est.predict(df=panel.drop(columns="temp"), future_df=future)
     with pytest.raises(ValueError, match="past_covariates"):
         est.predict(h=12, future_df=future)
+
+
+def test_update_with_covariates_needs_future_values_and_keeps_rows_on_error():
+    panel = make_panel(length=130, covariates=True)
+    train, new = panel.groupby("unique_id").head(120), panel.groupby("unique_id").tail(10)
+    est = tiny(past_covariates=["temp"], future_covariates=["promo"], static_features=["size"], val_size=0).fit(train)
+    stamps = pd.date_range(panel.ds.max() + pd.Timedelta(hours=1), periods=6, freq="h")
+    future = pd.concat([pd.DataFrame({"unique_id": u, "ds": stamps, "promo": 1.0}) for u in ("s0", "s1")])
+    with pytest.raises(ValueError, match="pass future_df"):
+        est.update(new)
+    with pytest.raises(ValueError, match="misses future covariate values"):
+        est.update(new, future_df=future.iloc[:3])
+    streamed = est.update(new, future_df=future)
+    reference = est.predict(df=panel, context="full", future_df=future)
+    pd.testing.assert_frame_equal(streamed, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_input_errors(fitted):
