@@ -77,6 +77,38 @@ def _forecast_task(estimator, fit: SeriesFit, y: np.ndarray, h: int, levels: lis
         return estimator._forecast(fit, y, h, levels)
 
 
+def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine_map, build_map: bool):
+    """Point forecasts ``(n, h)`` of one series' windows ``(n, L)``; returns them and the affine map used.
+
+    ``affine_map`` ``(W (h, L), b (h,))`` or None; with ``build_map`` (a linear model, enough windows) it is
+    computed from the forecasts of the first window ``y0`` and of ``y0 + delta e_i`` for the L unit vectors,
+    then checked against the direct forecast of another history (a map that fails the check, or cannot be
+    computed, is not used: ``False`` is returned instead).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        n, L = windows.shape
+        direct = lambda y: estimator._forecast(fit, y, h, [])[0]  # noqa: E731
+        if affine_map is None and build_map:
+            affine_map = False
+            y0, y1 = windows[0], (windows[-1] if n > 1 else windows[0][::-1])
+            delta = float(np.abs(y0).max()) or 1.0
+            try:
+                f0 = direct(y0)  # (h,)
+                W = np.stack([direct(y0 + delta * e) - f0 for e in np.eye(L)], axis=1) / delta  # (h, L)
+                b = f0 - W @ y0
+                check = direct(y1)
+            except Exception:  # noqa: BLE001 - e.g. a multiplicative model refusing a history: no map
+                check = None
+            if check is not None:
+                scale = 1.0 + np.abs(check).max() + np.abs(y1).max()
+                if np.allclose(W @ y1 + b, check, rtol=1e-10, atol=1e-10 * scale):  # linear models: ~1e-15
+                    affine_map = (W, b)
+        if affine_map:
+            W, b = affine_map
+            return windows @ W.T + b, affine_map  # (n, h)
+        return np.stack([direct(y) for y in windows]), affine_map
+
+
 class BaselineForecaster(BaseEstimator):
     """Base of the classical baselines (see the module docstring); not used directly.
 
@@ -111,6 +143,17 @@ class BaselineForecaster(BaseEstimator):
 
     def _fallback_method(self, y: np.ndarray, m: int) -> str:
         return "seasonal_naive" if m > 1 and len(y) >= 2 * m else "naive"
+
+    def _is_linear(self, fit: SeriesFit) -> bool:
+        """Whether the model's point forecast is a linear filter of the history (fixed parameters), hence
+        an affine function of it: ARIMA, structural models, ETS without a multiplicative trend or season."""
+        return False
+
+    def _is_affine(self, fit: SeriesFit) -> bool:
+        """Whether a series' point forecast is affine in the history it is computed from."""
+        if fit.method == "model":
+            return self._is_linear(fit)
+        return fit.method in ("naive", "constant", "seasonal_naive")
 
     # ------------------------------------------------------------------ shared machinery
 
@@ -168,6 +211,7 @@ class BaselineForecaster(BaseEstimator):
         self.history_ = {uid: (y_, last) for uid, y_, last in series}
         self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
         self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _ in series if fitted[uid][1]}
+        self._window_maps = {}  # predict_windows' affine maps, per (series, window length, h)
         for uid, reason in self.fallbacks_.items():
             warnings.warn(
                 f"{type(self).__name__}: series {uid!r} could not be fitted ({reason}); "
@@ -261,6 +305,44 @@ class BaselineForecaster(BaseEstimator):
         except BaseException:
             self.history_ = before
             raise
+
+    def predict_windows(self, context) -> np.ndarray:
+        """Point forecasts of many windows at once: ``context`` ``(n_windows, L, n_series)`` ->
+        ``(n_windows, horizon, n_series)``; column ``j`` holds histories of the ``j``-th fitted series (ids in
+        sorted order), and each window is forecast as ``predict(df=window)`` would (parameters fixed). Used by
+        the long-horizon protocol (:func:`ssmcast.evaluation.evaluate_ltsf`).
+
+        A linear model's forecast from ``L`` values is affine in them, ``W y + b``: once a series has had
+        more than ``L + 1`` windows, ``W (horizon, L)`` and ``b`` are computed from ``L + 1`` filtered
+        histories (a window and its L unit perturbations), checked on a direct forecast and kept for later calls, so
+        thousands of windows cost about ``L`` Kalman filters per series instead of one each. A model that is
+        not linear (multiplicative ETS, Naive2) forecasts every window on its own.
+        """
+        check_is_fitted(self, "models_")
+        h = self._resolve_h(None)
+        context = np.asarray(context, dtype=float)
+        ids = list(self.models_)
+        if context.ndim != 3 or 0 in context.shape:
+            raise ValueError(f"context must have shape (n_windows, L, n_series); got {context.shape}")
+        if context.shape[2] != len(ids):
+            raise ValueError(f"context has {context.shape[2]} series (last axis); the model was fitted on "
+                             f"{len(ids)}: {ids[:5]}")
+        if not np.isfinite(context).all():
+            raise ValueError("context has NaN/inf values")
+        n, L, _ = context.shape
+        maps = self.__dict__.setdefault("_window_maps", {})
+        worker, tasks, keys = clone(self), [], []
+        for j, uid in enumerate(ids):
+            fit, key = self.models_[uid], (uid, L, h)
+            entry = maps.setdefault(key, {"seen": 0, "map": None})
+            build = entry["map"] is None and entry["seen"] + n > L + 1 and self._is_affine(fit)
+            entry["seen"] += n
+            keys.append(key)
+            tasks.append(delayed(_windows_task)(worker, fit, context[:, :, j], h, entry["map"], build))
+        outputs = list(self._parallel(tasks, len(ids), "predict_windows"))
+        for key, (_, affine_map) in zip(keys, outputs):
+            maps[key]["map"] = affine_map
+        return np.stack([forecast for forecast, _ in outputs], axis=2)  # (n, h, n_series)
 
     def _parameter_free_fit(self) -> SeriesFit:
         raise NotImplementedError

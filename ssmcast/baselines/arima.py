@@ -137,6 +137,9 @@ class ARIMAForecaster(BaselineForecaster):
     def _filter(self, fit: SeriesFit, y: np.ndarray):
         return SARIMAX(y, **fit.spec).filter(fit.params)
 
+    def _is_linear(self, fit: SeriesFit) -> bool:
+        return True
+
 
 def _check_orders(value, name: str, lengths: tuple[int, ...]) -> None:
     ok = isinstance(value, (tuple, list)) and len(value) in lengths and all(

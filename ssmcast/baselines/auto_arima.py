@@ -256,6 +256,9 @@ class AutoARIMAForecaster(BaselineForecaster):
     def _filter(self, fit: SeriesFit, y: np.ndarray):
         return SARIMAX(y, **fit.spec).filter(fit.params)
 
+    def _is_linear(self, fit: SeriesFit) -> bool:
+        return True
+
 
 class _Search:
     """The candidates of one stepwise search: their IC (exact, or CSS with ``approximation``) and the best one."""

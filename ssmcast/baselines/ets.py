@@ -126,6 +126,9 @@ class ETSForecaster(BaselineForecaster):
     def _filter(self, fit: SeriesFit, y: np.ndarray):
         return ETSModel(y, **fit.spec).smooth(fit.params)
 
+    def _is_linear(self, fit: SeriesFit) -> bool:
+        return fit.spec["trend"] in (None, "add") and fit.spec["seasonal"] in (None, "add")  # either error form
+
     def _model_forecast(self, results, h: int, levels: list[float]):
         n = results.model.nobs
         mean = np.asarray(results.forecast(h), dtype=float)

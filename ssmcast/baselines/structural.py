@@ -96,6 +96,9 @@ class UnobservedComponentsForecaster(BaselineForecaster):
     def _filter(self, fit: SeriesFit, y: np.ndarray):
         return UnobservedComponents(y, **fit.spec).filter(fit.params)
 
+    def _is_linear(self, fit: SeriesFit) -> bool:
+        return True
+
 
 class LocalLevelForecaster(UnobservedComponentsForecaster):
     """The local level model ``y_t = mu_t + eps_t, mu_{t+1} = mu_t + eta_t`` by MLE (Durbin & Koopman ch. 2).

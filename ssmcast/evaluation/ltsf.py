@@ -13,14 +13,14 @@ The estimator (a clone; the caller's is left untouched) is fitted on the normali
 long frame (``unique_id`` = channel name), with ``val_df=`` (the normalised validation rows, which
 continue the training rows: the contexts of the first validation windows reach back into the training
 rows, as in Time-Series-Library) when its ``fit`` takes that argument. Test windows go to
-``predict_windows(context)`` in batches when the estimator has it (the neural forecasters, the naive and
-seasonal naive baselines; a ``horizon`` parameter left at None is set to ``horizon``); ``context`` is
+``predict_windows(context)`` in batches when the estimator has it (the neural forecasters and every
+classical baseline; a ``horizon`` parameter left at None is set to ``horizon``); ``context`` is
 float32 ``(batch, input_size, n_channels)`` with the channels in the order of the ``unique_id`` values of
 the training frame (sorted, as :func:`ssmcast.data.to_wide` lays them out). Otherwise each window's
 context becomes its own series, ``f"{channel}@{window}"``, for ``predict(h=horizon, df=...)``; an
-estimator that refuses unknown ids is then called once per window with the channel names. This fallback
-re-filters a classical model for every window and channel: correct, but slow (minutes to hours on
-ETTm/Weather).
+estimator that refuses unknown ids is then called once per window with the channel names. The classical
+baselines' ``predict_windows`` forecasts a linear model's windows by its affine map, so it needs about
+``input_size`` Kalman filters per channel, not one per window.
 """
 
 from __future__ import annotations

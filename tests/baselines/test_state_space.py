@@ -306,3 +306,58 @@ def test_update_equals_statsmodels_append_and_bad_input_absorbs_nothing():
                                rtol=1e-10)
     with pytest.raises(NotFittedError):
         ARIMAForecaster().update(new)
+
+
+def _window_reference(est, context, ids):
+    """Each window forecast by its own ``predict(df=window)`` call: the slow, obvious reference."""
+    out = []
+    for window in context:
+        L = len(window)
+        frame = pd.DataFrame({"unique_id": np.repeat(ids, L), "ds": np.tile(np.arange(L), len(ids)),
+                              "y": window.T.reshape(-1)})
+        pred = est.predict(df=frame)
+        out.append(np.stack([pred.loc[pred.unique_id == uid, "y_pred"].to_numpy() for uid in ids], axis=1))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("est", "affine"),
+    [
+        (ARIMAForecaster(order=(1, 1, 1), trend="c"), True),
+        (UnobservedComponentsForecaster(level="lltrend"), True),
+        (ETSForecaster(error="mul", trend="add", damped_trend=True), True),
+        (ETSForecaster(error="add", seasonal="mul", season_length=4), False),
+    ],
+    ids=["arima", "uc", "ets_linear", "ets_mul_season"],
+)
+def test_predict_windows_equals_a_predict_call_per_window(est, affine, monkeypatch):
+    est.set_params(horizon=4).fit(ar_panel())
+    context = 5 + np.random.default_rng(1).normal(size=(30, 12, 2))  # (windows, L, series)
+    calls = []
+    forecast = type(est)._forecast
+    monkeypatch.setattr(type(est), "_forecast", lambda self, *args: calls.append(1) or forecast(self, *args))
+    first = est.predict_windows(context[:20])  # 20 windows > L + 1: the map is built on the first call
+    assert len(calls) == 2 * (14 if affine else 20)  # per series: a window, 12 perturbations, a check; or each window
+    rest = est.predict_windows(context[20:])
+    assert len(calls) == 2 * (14 if affine else 30)  # the map is kept
+    monkeypatch.undo()
+    reference = _window_reference(est, context, ["ar0", "ar1"])
+    np.testing.assert_allclose(np.concatenate([first, rest]), reference, rtol=1e-8, atol=1e-8)
+    assert first.shape == (20, 4, 2)
+
+
+def test_predict_windows_checks_the_affine_map_and_its_input(monkeypatch):
+    est = ETSForecaster(error="add", seasonal="mul", season_length=4, horizon=3).fit(ar_panel())
+    monkeypatch.setattr(ETSForecaster, "_is_linear", lambda self, fit: True)  # a wrong claim of linearity
+    context = 5 + np.random.default_rng(2).normal(size=(20, 8, 2))
+    out = est.predict_windows(context)
+    assert all(entry["map"] is False for entry in est._window_maps.values())  # the check rejected the maps
+    np.testing.assert_allclose(out, _window_reference(est, context, ["ar0", "ar1"]), rtol=1e-8)
+    with pytest.raises(ValueError, match="fitted on 2"):
+        est.predict_windows(context[:, :, :1])
+    with pytest.raises(ValueError, match="shape"):
+        est.predict_windows(context[0])
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict_windows(np.full((2, 8, 2), np.nan))
+    est.fit(ar_panel(seed=3))
+    assert est._window_maps == {}  # a refit drops the maps of the old parameters

@@ -46,22 +46,29 @@ def test_backtest_naive_is_the_value_at_the_cutoff(data_dir):
     np.testing.assert_array_equal(out.y_pred.to_numpy(), at_cutoff)
 
 
-def test_ltsf_with_classical_baselines_uses_the_predict_fallback():
+class ARIMAWithoutWindows(ARIMAForecaster):
+    predict_windows = None  # forces evaluate_ltsf's fallback: one predict(df=window) call per window
+
+
+def test_ltsf_with_classical_baselines_uses_their_predict_windows():
     wide = synthetic(90)
     split = ((0, 50), (50, 70), (70, 90))
     sq, ab = reference(wide, split, 8, 4, dict.fromkeys(wide.columns, 1.0))
     naive = evaluate_ltsf(NaiveForecaster(), wide, input_size=8, horizon=4, split=split)  # batched, vectorised
     assert naive.predict_mode == "predict_windows" and naive.n_windows == 17
     assert naive.mse == pytest.approx(sq.mean(), rel=1e-6) and naive.mae == pytest.approx(ab.mean(), rel=1e-6)
-    # Naive2 (no predict_windows; 8 values are too short to be seasonal: the naive forecast) takes every
-    # window as a new series of one predict(df=) call
+    # Naive2 (8 values are too short to be seasonal: the naive forecast), window by window
     naive2 = evaluate_ltsf(Naive2Forecaster(season_length=4), wide, input_size=8, horizon=4, split=split)
-    assert naive2.predict_mode == "predict_batched_ids" and naive2.n_windows == 17
+    assert naive2.predict_mode == "predict_windows" and naive2.n_windows == 17
     assert naive2.mse == pytest.approx(sq.mean(), rel=1e-6) and naive2.mae == pytest.approx(ab.mean(), rel=1e-6)
-    # a parametric model refuses the window ids, so each window is re-filtered under the channel names
-    arima = evaluate_ltsf(ARIMAForecaster(order=(1, 0, 0)), wide, input_size=8, horizon=4, split=split)
-    assert arima.predict_mode == "predict_per_window" and arima.n_windows == 17
-    assert np.isfinite(arima.mse) and arima.mse_per_channel.index.tolist() == list(wide.columns)
+    # ARIMA through its affine window map (batches of 5 windows: the map is built on the second batch)
+    # against the fallback that re-filters every window under the channel names
+    arima = evaluate_ltsf(ARIMAForecaster(order=(1, 1, 1)), wide, input_size=8, horizon=4, split=split, batch_size=5)
+    slow = evaluate_ltsf(ARIMAWithoutWindows(order=(1, 1, 1)), wide, input_size=8, horizon=4, split=split)
+    assert arima.predict_mode == "predict_windows" and slow.predict_mode == "predict_per_window"
+    assert arima.n_windows == slow.n_windows == 17
+    assert arima.mse == pytest.approx(slow.mse, rel=1e-10) and arima.mae == pytest.approx(slow.mae, rel=1e-10)
+    assert arima.mse_per_channel.index.tolist() == list(wide.columns)
 
 
 def test_ltsf_custom_split_with_the_real_loader(data_dir):
