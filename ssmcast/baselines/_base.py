@@ -90,8 +90,9 @@ def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine
         direct = lambda y: estimator._forecast(fit, y, h, [])[0]  # noqa: E731
         if affine_map is None and build_map:
             affine_map = False
-            y0, y1 = windows[0], (windows[-1] if n > 1 else windows[0][::-1])
+            y0 = windows[0]
             delta = float(np.abs(y0).max()) or 1.0
+            y1 = windows[-1] + 0.5 * delta * np.linspace(0.0, 1.0, L)  # not y0 even when the windows repeat
             try:
                 f0 = direct(y0)  # (h,)
                 W = np.stack([direct(y0 + delta * e) - f0 for e in np.eye(L)], axis=1) / delta  # (h, L)
@@ -314,9 +315,9 @@ class BaselineForecaster(BaseEstimator):
 
         A linear model's forecast from ``L`` values is affine in them, ``W y + b``: once a series has had
         more than ``L + 1`` windows, ``W (horizon, L)`` and ``b`` are computed from ``L + 1`` filtered
-        histories (a window and its L unit perturbations), checked on a direct forecast and kept for later calls, so
-        thousands of windows cost about ``L`` Kalman filters per series instead of one each. A model that is
-        not linear (multiplicative ETS, Naive2) forecasts every window on its own.
+        histories (a window and its L unit perturbations), checked on a direct forecast and kept for later
+        calls, so thousands of windows cost about ``L`` Kalman filters per series instead of one each. A
+        model that is not linear (multiplicative ETS, Naive2) forecasts every window on its own.
         """
         check_is_fitted(self, "models_")
         h = self._resolve_h(None)
