@@ -1,8 +1,10 @@
 """The shared machinery of the classical baselines: one model per series, fitted in parallel, with fallbacks.
 
 A baseline subclasses :class:`BaselineForecaster` and implements ``_fit_series(y, m) -> SeriesFit`` (estimate
-one series; raise on failure) and, for state space models, ``_filter(fit, y)`` (the model with the fitted
-parameters, filtered on a history ``y``) and ``_model_forecast(results, h, levels)``.
+one series; raise on failure) and, for state space models, ``_filter(fit, y, new_history)`` (the model with the
+fitted parameters, filtered on a history ``y``) and ``_model_forecast(results, h, levels)``. ``new_history`` is
+False for the fitted series itself, possibly extended (``update``), and True for any history that does not
+start where the fitted series started (``predict(df=...)`` windows, other series).
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ def _fit_task(estimator, uid: str, y: np.ndarray, m: int) -> tuple[str, SeriesFi
     return uid, fit, messages
 
 
-def _forecast_task(estimator, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float]):
+def _forecast_task(estimator, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float], new_history: bool):
     with threadpool_limits(limits=1, user_api="blas"):
-        return estimator._forecast(fit, y, h, levels)
+        return estimator._forecast(fit, y, h, levels, new_history)
 
 
 def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine_map, build_map: bool):
@@ -87,7 +89,7 @@ def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine
     """
     with threadpool_limits(limits=1, user_api="blas"):
         n, L = windows.shape
-        direct = lambda y: estimator._forecast(fit, y, h, [])[0]  # noqa: E731
+        direct = lambda y: estimator._forecast(fit, y, h, [], True)[0]  # noqa: E731
         if affine_map is None and build_map:
             affine_map = False
             y0 = windows[0]
@@ -115,7 +117,8 @@ class BaselineForecaster(BaseEstimator):
 
     Fitted attributes: ``freq_``, ``season_length_``, ``models_`` (``unique_id -> SeriesFit``),
     ``fallbacks_`` (``unique_id -> reason`` for the series that fell back), ``fit_warnings_``
-    (``unique_id -> [messages]`` caught while fitting, e.g. statsmodels ``ConvergenceWarning``).
+    (``unique_id -> [messages]`` caught while fitting, e.g. statsmodels ``ConvergenceWarning``),
+    ``history_`` (``unique_id -> (y, last stamp)``, extended by :meth:`update`), ``starts_`` (first stamps).
     """
 
     has_parameters = True  # False: the model is recomputed from any history, so unknown ids are fine
@@ -132,7 +135,7 @@ class BaselineForecaster(BaseEstimator):
     def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:
         raise NotImplementedError
 
-    def _filter(self, fit: SeriesFit, y: np.ndarray):
+    def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
         raise NotImplementedError
 
     def _model_forecast(self, results, h: int, levels: list[float]):
@@ -162,9 +165,9 @@ class BaselineForecaster(BaseEstimator):
         method = self._fallback_method(y, m)
         return SeriesFit(name=method, method=method, season_length=m, fallback=reason)
 
-    def _forecast(self, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float]):
+    def _forecast(self, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float], new_history: bool = False):
         if fit.method == "model":
-            return self._model_forecast(self._filter(fit, y), h, levels)
+            return self._model_forecast(self._filter(fit, y, new_history), h, levels)
         if fit.method in ("naive", "constant"):
             return naive_forecast(y, h, levels)
         if fit.method == "seasonal_naive":
@@ -184,6 +187,11 @@ class BaselineForecaster(BaseEstimator):
         for uid, group in data.groupby("unique_id", sort=True):
             out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), group["ds"].iloc[-1]))
         return out
+
+    def _is_new_history(self, uid: str, data: pd.DataFrame) -> bool:
+        """Whether series ``uid`` of ``data`` starts anywhere but at the first stamp of the fitted series."""
+        first = data.loc[data["unique_id"] == uid, "ds"].iloc[0]
+        return uid not in self.starts_ or first != self.starts_[uid]
 
     def _parallel(self, tasks, total: int, desc: str):
         runner = Parallel(n_jobs=self.n_jobs, return_as="generator")
@@ -210,6 +218,7 @@ class BaselineForecaster(BaseEstimator):
         self.season_length_ = int(m)
         self.models_ = {uid: fitted[uid][0] for uid, _, _ in series}
         self.history_ = {uid: (y_, last) for uid, y_, last in series}
+        self.starts_ = {uid: group["ds"].iloc[0] for uid, group in data.groupby("unique_id", sort=True)}
         self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
         self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _ in series if fitted[uid][1]}
         self._window_maps = {}  # predict_windows' affine maps, per (series, window length, h)
@@ -244,7 +253,7 @@ class BaselineForecaster(BaseEstimator):
         h = self._resolve_h(h)
         levels = check_quantiles(quantiles)
         if df is None:
-            items = [(uid, self.models_[uid], y_, last) for uid, (y_, last) in self.history_.items()]
+            items = [(uid, self.models_[uid], y_, last, False) for uid, (y_, last) in self.history_.items()]
         else:
             data = validate(df, min_length=1, freq=self.freq_)
             series = self._series(data)
@@ -256,14 +265,15 @@ class BaselineForecaster(BaseEstimator):
                     f"df holds series not seen in fit: {shown}; {type(self).__name__} has per-series "
                     "parameters, so fit on those series first"
                 )
-            items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last) for uid, y_, last in series]
+            items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last,
+                      self._is_new_history(uid, data)) for uid, y_, last in series]
         worker = clone(self)
-        tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels) for _, fit, y_, _ in items)
+        tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels, new) for _, fit, y_, _, new in items)
         outputs = list(self._parallel(tasks, len(items), "predict"))
 
         ids, stamps, means = [], [], []
         columns = {q: [] for q in levels}
-        for (uid, _, _, last), (mean, qs) in zip(items, outputs):
+        for (uid, _, _, last, _), (mean, qs) in zip(items, outputs):
             ids.extend([uid] * h)
             stamps.extend(future_timestamps(last, self.freq_, h))
             means.append(mean)
@@ -367,12 +377,10 @@ class BaselineForecaster(BaseEstimator):
         if fit.method != "model":
             raise ValueError(f"series {uid!r} uses the parameter-free method {fit.name!r}: no statsmodels results")
         if df is None:
-            y = self.history_[uid][0]
-        else:
-            data = validate(df, min_length=1, freq=self.freq_)
-            data = data[data["unique_id"] == uid]
-            if data.empty:
-                raise ValueError(f"df has no rows for series {uid!r}")
-            y = data["y"].to_numpy(dtype=float)
-        return self._filter(fit, y)
+            return self._filter(fit, self.history_[uid][0], False)
+        data = validate(df, min_length=1, freq=self.freq_)
+        data = data[data["unique_id"] == uid]
+        if data.empty:
+            raise ValueError(f"df has no rows for series {uid!r}")
+        return self._filter(fit, data["y"].to_numpy(dtype=float), self._is_new_history(uid, data))
 

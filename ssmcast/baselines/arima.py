@@ -134,7 +134,7 @@ class ARIMAForecaster(BaselineForecaster):
         return SeriesFit(name=arima_name(order, seasonal, self.trend), spec=spec, params=params,
                          param_names=names, season_length=m, stats=_stats(results))
 
-    def _filter(self, fit: SeriesFit, y: np.ndarray):
+    def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
         return SARIMAX(y, **fit.spec).filter(fit.params)
 
     def _is_linear(self, fit: SeriesFit) -> bool:

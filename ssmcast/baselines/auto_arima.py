@@ -253,7 +253,7 @@ class AutoARIMAForecaster(BaselineForecaster):
         return SeriesFit(name=arima_name((p, d, q), spec["seasonal_order"], spec["trend"]), spec=spec,
                          params=params, param_names=names, season_length=m, stats=stats)
 
-    def _filter(self, fit: SeriesFit, y: np.ndarray):
+    def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
         return SARIMAX(y, **fit.spec).filter(fit.params)
 
     def _is_linear(self, fit: SeriesFit) -> bool:

@@ -2,9 +2,14 @@
 
 Prediction intervals: exact (Gaussian, ``mean +- se Phi^-1(q)``) for the linear classes ANN, AAN, AAdN,
 ANA, AAA, AAdA via statsmodels ``get_prediction``; otherwise empirical quantiles of ``simulate_repetitions``
-simulated future paths (``results.simulate``, seeded by ``random_state``). Re-filtering on a new history
-runs ``ETSModel(y_new, ...).smooth(params)``: the smoothing parameters and the estimated initial states
-are kept fixed.
+simulated future paths (``results.simulate``, seeded by ``random_state``).
+
+The fitted initial states belong to the start of the fitted series: they serve that series and its
+extensions (``predict()``, ``update``). On a history that starts elsewhere (``predict(df=...)``, the windows
+of the long-horizon protocol) the initial states are re-estimated with the smoothing parameters fixed, as
+``forecast::ets(y, model=fit)`` does in R: exactly by linear least squares for additive-error models without
+multiplicative components (their sum of squared errors is quadratic in the initial states), by statsmodels'
+optimiser otherwise. ``use_initial_values=True`` keeps the fitted initial states everywhere.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class ETSForecaster(BaselineForecaster):
         two full seasons; additive error with multiplicative seasonality excluded, as in ``forecast::ets``);
         ``error``/``trend``/``damped_trend``/``seasonal`` are then ignored.
     maxiter : optimiser iterations. simulate_repetitions, random_state : simulated intervals.
+    use_initial_values : keep the fitted initial states on histories that start elsewhere than the fitted
+        series (R's ``use.initial.values``); by default they are re-estimated there (module docstring).
     season_length, horizon, n_jobs, verbose : as in :class:`ARIMAForecaster`.
 
     A series whose fit fails (e.g. multiplicative components on non-positive data, too few values for the
@@ -50,7 +57,8 @@ class ETSForecaster(BaselineForecaster):
     def __init__(self, error: str = "add", trend: str | None = None, damped_trend: bool = False,
                  seasonal: str | None = None, season_length: int | None = None, auto: bool = False,
                  maxiter: int = 1000, simulate_repetitions: int = 1000, random_state: int | None = None,
-                 horizon: int | None = None, n_jobs: int | None = 1, verbose: bool = False):
+                 use_initial_values: bool = False, horizon: int | None = None, n_jobs: int | None = 1,
+                 verbose: bool = False):
         self.error = error
         self.trend = trend
         self.damped_trend = damped_trend
@@ -60,6 +68,7 @@ class ETSForecaster(BaselineForecaster):
         self.maxiter = maxiter
         self.simulate_repetitions = simulate_repetitions
         self.random_state = random_state
+        self.use_initial_values = use_initial_values
         self.horizon = horizon
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -70,6 +79,8 @@ class ETSForecaster(BaselineForecaster):
         for name in ("trend", "seasonal"):
             if getattr(self, name) not in (None, "add", "mul"):
                 raise ValueError(f"{name} must be None, 'add' or 'mul'; got {getattr(self, name)!r}")
+        if not isinstance(self.use_initial_values, (bool, np.bool_)):
+            raise ValueError(f"use_initial_values must be True or False; got {self.use_initial_values!r}")
         if self.damped_trend and self.trend is None and not self.auto:
             raise ValueError("damped_trend=True needs a trend ('add' or 'mul')")
         for name in ("maxiter", "simulate_repetitions"):
@@ -123,11 +134,34 @@ class ETSForecaster(BaselineForecaster):
         return SeriesFit(name=f"ETS({short})", spec=spec, params=np.asarray(results.params, dtype=float),
                          param_names=list(results.model.param_names), season_length=m, stats=stats)
 
-    def _filter(self, fit: SeriesFit, y: np.ndarray):
-        return ETSModel(y, **fit.spec).smooth(fit.params)
+    def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
+        model = ETSModel(y, **fit.spec)
+        if not new_history or self.use_initial_values:
+            return model.smooth(fit.params)
+        free = [i for i, name in enumerate(fit.param_names) if name.startswith("initial_")]
+        if fit.spec["seasonal"]:
+            free = free[:-1]  # the last initial seasonal state stays fixed (0, or 1 if multiplicative), as in fit
+        params = fit.params.copy()
+        if fit.spec["error"] == "add" and self._additive_components(fit):
+            params[free] = 0.0
+            r0 = model.smooth(params).resid  # (n,): residuals are affine in the initial states
+            M = np.stack([model.smooth(params + np.eye(len(params))[i]).resid - r0 for i in free], axis=1)  # (n, k)
+            params[free] = np.linalg.lstsq(M, -r0, rcond=None)[0]
+            return model.smooth(params)
+        fixed = {name: params[i] for i, name in enumerate(fit.param_names) if i not in free}
+        with model.fix_params(fixed):
+            results = model.fit(start_params=params, disp=False, maxiter=self.maxiter)
+        return model.smooth(np.asarray(results.params, dtype=float))
+
+    @staticmethod
+    def _additive_components(fit: SeriesFit) -> bool:
+        return fit.spec["trend"] in (None, "add") and fit.spec["seasonal"] in (None, "add")
 
     def _is_linear(self, fit: SeriesFit) -> bool:
-        return fit.spec["trend"] in (None, "add") and fit.spec["seasonal"] in (None, "add")  # either error form
+        # with additive components the recursions are linear in y given the initial states, which are either
+        # kept or re-estimated by linear least squares (additive error); a multiplicative error's re-estimate
+        # is not linear in y
+        return self._additive_components(fit) and (fit.spec["error"] == "add" or self.use_initial_values)
 
     def _model_forecast(self, results, h: int, levels: list[float]):
         n = results.model.nobs

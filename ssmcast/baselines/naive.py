@@ -69,13 +69,13 @@ class SeasonalNaiveForecaster(_ParameterFree):
     def _fallback_method(self, y: np.ndarray, m: int) -> str:
         return "naive"
 
-    def _forecast(self, fit, y, h, levels):
+    def _forecast(self, fit, y, h, levels, new_history=False):
         if fit.method == "seasonal_naive" and len(y) < 2 * fit.season_length:
             raise ValueError(
                 f"a history of {len(y)} values is too short for the seasonal naive forecast "
                 f"(needs 2 * season_length = {2 * fit.season_length})"
             )
-        return super()._forecast(fit, y, h, levels)
+        return super()._forecast(fit, y, h, levels, new_history)
 
     def predict_windows(self, context) -> np.ndarray:
         """Point forecasts of many windows at once: ``context`` ``(n_windows, L, n_channels)`` ->

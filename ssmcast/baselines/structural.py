@@ -93,7 +93,7 @@ class UnobservedComponentsForecaster(BaselineForecaster):
         return SeriesFit(name=name, spec=spec, params=params, param_names=list(model.param_names),
                          season_length=m, stats=stats)
 
-    def _filter(self, fit: SeriesFit, y: np.ndarray):
+    def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
         return UnobservedComponents(y, **fit.spec).filter(fit.params)
 
     def _is_linear(self, fit: SeriesFit) -> bool:

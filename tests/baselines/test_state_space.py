@@ -131,10 +131,33 @@ def test_local_level_refilter_equals_apply_and_ets_refilter_equals_smooth():
     np.testing.assert_allclose(out["y_pred"], applied.get_forecast(3).predicted_mean, rtol=1e-10)
     assert out["ds"].tolist() == [1971, 1972, 1973]
 
-    ets = ETSForecaster(error="add", trend="add").fit(frame)
+
+
+@pytest.mark.parametrize("error", ["add", "mul"])
+def test_ets_on_a_new_history_reestimates_the_initial_states_as_r_does(error):
+    frame = nile_frame()
+    tail = frame.iloc[50:]
+    ets = ETSForecaster(error=error, trend="add").fit(frame)
     fit = ets.models_["nile"]
-    smoothed = ETSModel(tail["y"].to_numpy(), **fit.spec).smooth(fit.params)
-    np.testing.assert_allclose(ets.predict(3, df=tail)["y_pred"], smoothed.forecast(3), rtol=1e-10)
+    # the reference: statsmodels' own optimiser over the initial states, smoothing parameters fixed
+    model = ETSModel(tail["y"].to_numpy(), **fit.spec)
+    smoothing = {name: value for name, value in zip(fit.param_names, fit.params) if not name.startswith("initial_")}
+    with warnings.catch_warnings(), model.fix_params(smoothing):
+        warnings.simplefilter("ignore")
+        refit = model.fit(disp=False, maxiter=5000)
+    ours = ets.results("nile", df=tail)
+    assert ours.llf >= refit.llf - 1e-6 * abs(refit.llf)  # least squares finds the optimum (additive error)
+    np.testing.assert_allclose(ours.params, refit.params, rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(ets.predict(3, df=tail)["y_pred"], refit.forecast(3), rtol=1e-4)
+    kept = ETSModel(tail["y"].to_numpy(), **fit.spec).smooth(fit.params)  # R's use.initial.values=TRUE
+    out = ets.set_params(use_initial_values=True).predict(3, df=tail)["y_pred"]
+    np.testing.assert_allclose(out, kept.forecast(3), rtol=1e-10)
+    assert not np.allclose(out, refit.forecast(3), rtol=1e-3)  # the two semantics differ here
+    # the fitted series itself, and its extensions, keep the fitted initial states
+    ets.set_params(use_initial_values=False)
+    pd.testing.assert_frame_equal(ets.predict(3, df=frame), ets.predict(3))
+    np.testing.assert_allclose(ets.predict(3)["y_pred"],
+                               ETSModel(frame["y"].to_numpy(), **fit.spec).smooth(fit.params).forecast(3), rtol=1e-10)
 
 
 def test_ets_exact_intervals_match_statsmodels_and_simulated_are_seeded():
@@ -309,11 +332,12 @@ def test_update_equals_statsmodels_append_and_bad_input_absorbs_nothing():
 
 
 def _window_reference(est, context, ids):
-    """Each window forecast by its own ``predict(df=window)`` call: the slow, obvious reference."""
+    """Each window forecast by its own ``predict(df=window)`` call: the slow, obvious reference. The windows
+    start after the training series (as test windows do), so they are new histories."""
     out = []
     for window in context:
         L = len(window)
-        frame = pd.DataFrame({"unique_id": np.repeat(ids, L), "ds": np.tile(np.arange(L), len(ids)),
+        frame = pd.DataFrame({"unique_id": np.repeat(ids, L), "ds": np.tile(1000 + np.arange(L), len(ids)),
                               "y": window.T.reshape(-1)})
         pred = est.predict(df=frame)
         out.append(np.stack([pred.loc[pred.unique_id == uid, "y_pred"].to_numpy() for uid in ids], axis=1))
@@ -325,10 +349,12 @@ def _window_reference(est, context, ids):
     [
         (ARIMAForecaster(order=(1, 1, 1), trend="c"), True),
         (UnobservedComponentsForecaster(level="lltrend"), True),
-        (ETSForecaster(error="mul", trend="add", damped_trend=True), True),
+        (ETSForecaster(error="add", trend="add", damped_trend=True, seasonal="add", season_length=4), True),
+        (ETSForecaster(error="mul", trend="add", use_initial_values=True), True),
+        (ETSForecaster(error="mul", trend="add"), False),
         (ETSForecaster(error="add", seasonal="mul", season_length=4), False),
     ],
-    ids=["arima", "uc", "ets_linear", "ets_mul_season"],
+    ids=["arima", "uc", "ets_additive", "ets_mul_error_kept_states", "ets_mul_error", "ets_mul_season"],
 )
 def test_predict_windows_equals_a_predict_call_per_window(est, affine, monkeypatch):
     est.set_params(horizon=4).fit(ar_panel())
