@@ -144,9 +144,15 @@ class ETSForecaster(BaselineForecaster):
         params = fit.params.copy()
         if fit.spec["error"] == "add" and self._additive_components(fit):
             params[free] = 0.0
-            r0 = model.smooth(params).resid  # (n,): residuals are affine in the initial states
-            M = np.stack([model.smooth(params + np.eye(len(params))[i]).resid - r0 for i in free], axis=1)  # (n, k)
-            params[free] = np.linalg.lstsq(M, -r0, rcond=None)[0]
+            r0 = model.smooth(params).resid  # (n,): residuals are affine in the initial states, r0 + M x0
+            key = (params.tobytes(), len(y))
+            cache = self.__dict__.setdefault("_state_solvers", {})
+            if key not in cache:  # M (n, k) depends on the parameters and n only, not on y
+                M = np.stack([model.smooth(params + np.eye(len(params))[i]).resid - r0 for i in free], axis=1)
+                if len(cache) >= 64:
+                    cache.clear()
+                cache[key] = np.linalg.pinv(M)  # (k, n)
+            params[free] = -cache[key] @ r0
             return model.smooth(params)
         fixed = {name: params[i] for i, name in enumerate(fit.param_names) if i not in free}
         with model.fix_params(fixed):
