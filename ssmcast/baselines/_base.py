@@ -368,7 +368,8 @@ class BaselineForecaster(BaseEstimator):
 
     def results(self, unique_id: str, df=None):
         """The statsmodels results of one series: its fitted model filtered on the training history, or on
-        the history of that series in ``df`` (parameters fixed)."""
+        the history of that series in ``df`` (parameters fixed; ETS re-estimates its initial states when that
+        history starts elsewhere than the fitted series)."""
         check_is_fitted(self, "models_")
         uid = str(unique_id)
         if uid not in self.models_:
