@@ -122,6 +122,7 @@ class BaselineForecaster(BaseEstimator):
     """
 
     has_parameters = True  # False: the model is recomputed from any history, so unknown ids are fine
+    _caches: tuple[str, ...] = ()  # names of dict attributes that forecasting workers share (see _worker)
     min_length = 1
 
     # ------------------------------------------------------------------ hooks for subclasses
@@ -192,6 +193,14 @@ class BaselineForecaster(BaseEstimator):
         """Whether series ``uid`` of ``data`` starts anywhere but at the first stamp of the fitted series."""
         first = data.loc[data["unique_id"] == uid, "ds"].iloc[0]
         return uid not in self.starts_ or first != self.starts_[uid]
+
+    def _worker(self):
+        """An unfitted clone for the forecasting tasks, sharing this estimator's ``_caches`` dicts (results
+        that depend on the parameters only, such as ETS's initial-state solvers; shared in-process)."""
+        worker = clone(self)
+        for name in self._caches:
+            setattr(worker, name, self.__dict__.setdefault(name, {}))
+        return worker
 
     def _parallel(self, tasks, total: int, desc: str):
         runner = Parallel(n_jobs=self.n_jobs, return_as="generator")
@@ -267,7 +276,7 @@ class BaselineForecaster(BaseEstimator):
                 )
             items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last,
                       self._is_new_history(uid, data)) for uid, y_, last in series]
-        worker = clone(self)
+        worker = self._worker()
         tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels, new) for _, fit, y_, _, new in items)
         outputs = list(self._parallel(tasks, len(items), "predict"))
 
@@ -342,7 +351,7 @@ class BaselineForecaster(BaseEstimator):
             raise ValueError("context has NaN/inf values")
         n, L, _ = context.shape
         maps = self.__dict__.setdefault("_window_maps", {})
-        worker, tasks, keys = clone(self), [], []
+        worker, tasks, keys = self._worker(), [], []
         for j, uid in enumerate(ids):
             fit, key = self.models_[uid], (uid, L, h)
             entry = maps.setdefault(key, {"seen": 0, "map": None})

@@ -54,6 +54,8 @@ class ETSForecaster(BaselineForecaster):
     initial states) falls back to the naive forecast with a :class:`FallbackWarning`.
     """
 
+    _caches = ("_state_solvers",)
+
     def __init__(self, error: str = "add", trend: str | None = None, damped_trend: bool = False,
                  seasonal: str | None = None, season_length: int | None = None, auto: bool = False,
                  maxiter: int = 1000, simulate_repetitions: int = 1000, random_state: int | None = None,

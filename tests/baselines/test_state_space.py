@@ -149,6 +149,7 @@ def test_ets_on_a_new_history_reestimates_the_initial_states_as_r_does(error):
     assert ours.llf >= refit.llf - 1e-6 * abs(refit.llf)  # least squares finds the optimum (additive error)
     np.testing.assert_allclose(ours.params, refit.params, rtol=1e-3, atol=1e-2)
     np.testing.assert_allclose(ets.predict(3, df=tail)["y_pred"], refit.forecast(3), rtol=1e-4)
+    assert len(ets._state_solvers) == (1 if error == "add" else 0)  # kept across predict calls
     kept = ETSModel(tail["y"].to_numpy(), **fit.spec).smooth(fit.params)  # R's use.initial.values=TRUE
     out = ets.set_params(use_initial_values=True).predict(3, df=tail)["y_pred"]
     np.testing.assert_allclose(out, kept.forecast(3), rtol=1e-10)
