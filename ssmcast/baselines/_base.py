@@ -189,9 +189,13 @@ class BaselineForecaster(BaseEstimator):
             out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), group["ds"].iloc[-1]))
         return out
 
-    def _is_new_history(self, uid: str, data: pd.DataFrame) -> bool:
-        """Whether series ``uid`` of ``data`` starts anywhere but at the first stamp of the fitted series."""
-        first = data.loc[data["unique_id"] == uid, "ds"].iloc[0]
+    @staticmethod
+    def _first_stamps(data: pd.DataFrame) -> dict:
+        """``unique_id -> first ds`` of a validated frame (one grouping pass)."""
+        return data.groupby("unique_id", sort=True)["ds"].first().to_dict()
+
+    def _is_new_history(self, uid: str, first) -> bool:
+        """Whether a history of series ``uid`` starting at ``first`` starts elsewhere than the fitted series."""
         return uid not in self.starts_ or first != self.starts_[uid]
 
     def _worker(self):
@@ -227,7 +231,7 @@ class BaselineForecaster(BaseEstimator):
         self.season_length_ = int(m)
         self.models_ = {uid: fitted[uid][0] for uid, _, _ in series}
         self.history_ = {uid: (y_, last) for uid, y_, last in series}
-        self.starts_ = {uid: group["ds"].iloc[0] for uid, group in data.groupby("unique_id", sort=True)}
+        self.starts_ = self._first_stamps(data)
         self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
         self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _ in series if fitted[uid][1]}
         self._window_maps = {}  # predict_windows' affine maps, per (series, window length, h)
@@ -274,8 +278,9 @@ class BaselineForecaster(BaseEstimator):
                     f"df holds series not seen in fit: {shown}; {type(self).__name__} has per-series "
                     "parameters, so fit on those series first"
                 )
+            firsts = self._first_stamps(data)
             items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last,
-                      self._is_new_history(uid, data)) for uid, y_, last in series]
+                      self._is_new_history(uid, firsts[uid])) for uid, y_, last in series]
         worker = self._worker()
         tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels, new) for _, fit, y_, _, new in items)
         outputs = list(self._parallel(tasks, len(items), "predict"))
@@ -310,11 +315,11 @@ class BaselineForecaster(BaseEstimator):
         if unknown:
             raise ValueError(f"df_new holds series not seen in fit: {', '.join(map(repr, unknown[:5]))}; "
                              "update() continues fitted series (use predict(df=...) for a new history)")
-        extended = dict(self.history_)
+        extended, firsts = dict(self.history_), self._first_stamps(data)
         for uid, y_new, last_new in series:
             y_old, last = self.history_[uid]
             expected = future_timestamps(last, self.freq_, 1)[0]
-            first = data.loc[data["unique_id"] == uid, "ds"].iloc[0]
+            first = firsts[uid]
             if first != expected:
                 raise ValueError(f"df_new must continue series {uid!r} right after its last stamp {last} "
                                  f"(expected {expected}); got {first}")
@@ -392,5 +397,5 @@ class BaselineForecaster(BaseEstimator):
         data = data[data["unique_id"] == uid]
         if data.empty:
             raise ValueError(f"df has no rows for series {uid!r}")
-        return self._filter(fit, data["y"].to_numpy(dtype=float), self._is_new_history(uid, data))
+        return self._filter(fit, data["y"].to_numpy(dtype=float), self._is_new_history(uid, data["ds"].iloc[0]))
 
