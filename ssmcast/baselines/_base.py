@@ -183,16 +183,13 @@ class BaselineForecaster(BaseEstimator):
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, Integral)):
             raise ValueError(f"n_jobs must be an integer or None; got {self.n_jobs!r}")
 
-    def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object]]:
+    def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object, object]]:
+        """``(unique_id, y, first ds, last ds)`` per series of a validated frame, in id order."""
         out = []
         for uid, group in data.groupby("unique_id", sort=True):
-            out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), group["ds"].iloc[-1]))
+            ds = group["ds"]
+            out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), ds.iloc[0], ds.iloc[-1]))
         return out
-
-    @staticmethod
-    def _first_stamps(data: pd.DataFrame) -> dict:
-        """``unique_id -> first ds`` of a validated frame (one grouping pass)."""
-        return data.groupby("unique_id", sort=True)["ds"].first().to_dict()
 
     def _is_new_history(self, uid: str, first) -> bool:
         """Whether a history of series ``uid`` starting at ``first`` starts elsewhere than the fitted series."""
@@ -224,16 +221,16 @@ class BaselineForecaster(BaseEstimator):
         self._check_season_length(m)
         series = self._series(data)
         worker = clone(self)
-        tasks = (delayed(_fit_task)(worker, uid, y_, m) for uid, y_, _ in series)
+        tasks = (delayed(_fit_task)(worker, uid, y_, m) for uid, y_, _, _ in series)
         fitted = {uid: (fit, messages) for uid, fit, messages in self._parallel(tasks, len(series), "fit")}
 
         self.freq_ = freq
         self.season_length_ = int(m)
-        self.models_ = {uid: fitted[uid][0] for uid, _, _ in series}
-        self.history_ = {uid: (y_, last) for uid, y_, last in series}
-        self.starts_ = self._first_stamps(data)
+        self.models_ = {uid: fitted[uid][0] for uid, _, _, _ in series}
+        self.history_ = {uid: (y_, last) for uid, y_, _, last in series}
+        self.starts_ = {uid: first for uid, _, first, _ in series}
         self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
-        self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _ in series if fitted[uid][1]}
+        self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _, _ in series if fitted[uid][1]}
         self._window_maps = {}  # predict_windows' affine maps, per (series, window length, h)
         for uid, reason in self.fallbacks_.items():
             warnings.warn(
@@ -270,7 +267,7 @@ class BaselineForecaster(BaseEstimator):
         else:
             data = validate(df, min_length=1, freq=self.freq_)
             series = self._series(data)
-            unknown = [uid for uid, _, _ in series if uid not in self.models_]
+            unknown = [uid for uid, _, _, _ in series if uid not in self.models_]
             if unknown and self.has_parameters:
                 shown = ", ".join(map(repr, unknown[:5]))
                 shown += f" ... ({len(unknown)} in all)" if len(unknown) > 5 else ""
@@ -278,9 +275,8 @@ class BaselineForecaster(BaseEstimator):
                     f"df holds series not seen in fit: {shown}; {type(self).__name__} has per-series "
                     "parameters, so fit on those series first"
                 )
-            firsts = self._first_stamps(data)
             items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last,
-                      self._is_new_history(uid, firsts[uid])) for uid, y_, last in series]
+                      self._is_new_history(uid, first)) for uid, y_, first, last in series]
         worker = self._worker()
         tasks = (delayed(_forecast_task)(worker, fit, y_, h, levels, new) for _, fit, y_, _, new in items)
         outputs = list(self._parallel(tasks, len(items), "predict"))
@@ -311,15 +307,14 @@ class BaselineForecaster(BaseEstimator):
         levels = check_quantiles(quantiles)
         data = validate(df_new, min_length=1, freq=self.freq_)
         series = self._series(data)
-        unknown = [uid for uid, _, _ in series if uid not in self.history_]
+        unknown = [uid for uid, _, _, _ in series if uid not in self.history_]
         if unknown:
             raise ValueError(f"df_new holds series not seen in fit: {', '.join(map(repr, unknown[:5]))}; "
                              "update() continues fitted series (use predict(df=...) for a new history)")
-        extended, firsts = dict(self.history_), self._first_stamps(data)
-        for uid, y_new, last_new in series:
+        extended = dict(self.history_)
+        for uid, y_new, first, last_new in series:
             y_old, last = self.history_[uid]
             expected = future_timestamps(last, self.freq_, 1)[0]
-            first = firsts[uid]
             if first != expected:
                 raise ValueError(f"df_new must continue series {uid!r} right after its last stamp {last} "
                                  f"(expected {expected}); got {first}")
