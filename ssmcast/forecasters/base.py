@@ -55,8 +55,12 @@ class NeuralForecaster(BaseEstimator):
         stopped runs that the cosine decay would still have improved (S4 on ETTm1, H=96: MSE 0.371 -> 0.337).
     val_size : target steps per series held out (from the end of the training frame) for validation
         when ``fit`` gets no ``val_df``; 0 disables validation (and early stopping).
-    loss : "mse", "mae", "huber", "gaussian", "student_t"; with ``quantiles`` set the pinball loss is
-        used and the model forecasts those quantiles (plus the median).
+    loss : "huber" (default), "mse", "mae", "gaussian", "student_t"; with ``quantiles`` set the pinball loss
+        is used and the model forecasts those quantiles (plus the median). The Huber loss (delta 1, in the
+        units the network sees: one training standard deviation of the series with the default ``scaler``,
+        data units with ``scaler=None``) is squared for small errors and linear for large ones; on the
+        long-horizon benchmarks it gives a lower test MSE than training on the MSE itself (S5 on ETTh1,
+        H=720: 0.488 -> 0.482, S4D: 0.496 -> 0.479).
     channel_mode : "independent" (each series a sample) or "mixed" (the series are channels of one
         sample; all series must share their time stamps).
     scaler : per-series "standard" or "robust" scaling fitted on the training part, or None.
@@ -94,7 +98,7 @@ class NeuralForecaster(BaseEstimator):
         gradient_clip_val: float | None = 1.0,
         early_stopping_patience: int | None = 5,
         val_size: int | None = None,
-        loss: str = "mse",
+        loss: str = "huber",
         quantiles: list[float] | None = None,
         channel_mode: str = "independent",
         scaler: str | None = "standard",
