@@ -2,12 +2,14 @@
 
 * Training throughput (windows/s) and peak memory of every backbone on ETTh1 (7 channels as independent
   series, standard-scaled on the training rows), input 96 / 336 / 720, horizon 96, batch 32, the
-  forecasters' defaults (backbone config, RevIN, linear skip, learning rate); each measurement in a fresh
-  subprocess so peak memory is its own.
+  forecasters' defaults (backbone config, RevIN, linear skip, learning rate); on the CPU each measurement runs
+  in a fresh subprocess so peak memory is its own, on CUDA in this process with the allocator's peak reset.
+  The CUDA steps run under bf16 autocast, as ``precision="auto"`` trains there.
 * ``update()`` latency per new observation against ``predict(df=full_history, context="full")`` after 1k
   and 10k steps of history.
 
     python benchmarks/bench_forecasters.py [--quick] [--device cpu|cuda] [--backbones mamba s4 ...]
+    python benchmarks/bench_forecasters.py --device cuda --steps 50 --no-streaming
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="*", default=list(BACKBONES))
     parser.add_argument("--inputs", nargs="*", type=int, default=[96, 336, 720])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--no-streaming", action="store_true", help="training throughput only")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -136,6 +139,8 @@ def main() -> None:
     print(f"machine: {machine(args.device)}; device {args.device}")
 
     def child(spec):
+        if args.device == "cuda" and spec[0] == "train":  # the allocator's peak is reset per case: no subprocess
+            return throughput(*spec[1:], args.device)
         out = subprocess.run([sys.executable, __file__, "--device", args.device, "--_child", json.dumps(spec)],
                              capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if out.returncode:
@@ -156,6 +161,8 @@ def main() -> None:
             params = f"{r['params']:,}"
         print(f"{name:8s} " + " ".join(cells) + f"   {params}")
 
+    if args.no_streaming:
+        return
     n_updates = 5 if args.quick else 20
     print("\nstreaming: update() per new observation vs predict(df=full_history, context='full')")
     for name in args.backbones:

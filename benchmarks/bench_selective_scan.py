@@ -165,8 +165,12 @@ def peak_memory_child(spec: dict) -> dict:
 
 
 def peak_memory(impl: str, size, device, threads: int) -> float:
-    """Extra peak memory (MiB) of one forward+backward, measured in a subprocess."""
-    spec = json.dumps({"impl": impl, "size": list(size), "device": str(device), "threads": threads})
+    """Extra peak memory (MiB) of one forward+backward, measured in a subprocess (CPU: the process's resident
+    high-water mark) or in this process (CUDA: the allocator's peak above what is allocated before)."""
+    spec = {"impl": impl, "size": list(size), "device": str(device), "threads": threads}
+    if torch.device(device).type == "cuda":
+        return peak_memory_child(spec)["peak_bytes"] / 2**20
+    spec = json.dumps(spec)
     out = subprocess.run([sys.executable, __file__, "--peak-child", spec], capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"] / 2**20
@@ -203,7 +207,7 @@ def section_headline(device, quick, threads, repeats):
         print(f"  speed-up over mambapy pscan: {med['mambapy'] / med['ssmcast']:.2f}x (target >= 1.5x)")
     print(f"  speed-up over the loop: {med['loop'] / med['ssmcast']:.1f}x")
 
-    print("\n== 2. peak memory of one forward+backward (fresh subprocess each) ==")
+    print("\n== 2. peak memory of one forward+backward (CPU: a fresh subprocess each) ==")
     mems = {}
     for name in cases:
         mems[name] = peak_memory(name, size, device, threads)

@@ -284,11 +284,15 @@ class RunTracker:
             return None
 
     def log_params(self, params: dict[str, Any]) -> None:
+        if not self.active:  # untracked runs (tracking=none) never import mlflow
+            return
         import mlflow
 
         self._call("logging parameters", mlflow.log_params, {k: str(v)[:6000] for k, v in params.items()})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.active:  # untracked runs (tracking=none) never import mlflow
+            return
         import math
 
         import mlflow
@@ -297,11 +301,15 @@ class RunTracker:
         self._call("logging metrics", mlflow.log_metrics, clean, step=step)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        if not self.active:  # untracked runs (tracking=none) never import mlflow
+            return
         import mlflow
 
         self._call("setting tags", mlflow.set_tags, {k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if not self.active:  # untracked runs (tracking=none) never import mlflow
+            return
         import mlflow
 
         self._call(f"uploading {Path(path).name}", mlflow.log_artifact, str(path), artifact_path)

@@ -25,11 +25,21 @@ import torch
 from torch import nn
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` computed in the wider of the input's and the weight's dtypes (float32 under bf16 autocast,
+    as autocast runs ``layer_norm``): a bf16 input against a float32 weight would take the unfused path, with
+    a warning on every call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.promote_types(x.dtype, self.weight.dtype)
+        return nn.functional.rms_norm(x.to(dtype), self.normalized_shape, self.weight.to(dtype), self.eps)
+
+
 def make_norm(kind: str, d_model: int) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(d_model)
     if kind == "rms":
-        return nn.RMSNorm(d_model)
+        return RMSNorm(d_model)
     if kind in ("none", None):
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}: expected 'layer', 'rms' or 'none'")

@@ -242,11 +242,30 @@ def _freq_name(offset: BaseOffset | int) -> str | int:
 
 
 def _pd_infer(stamps: pd.DatetimeIndex) -> BaseOffset | None:
-    with pd.option_context("future.infer_freq_returns_offset", True):
-        try:
-            return pd.infer_freq(stamps)
-        except (ValueError, TypeError):
-            return None
+    """``pd.infer_freq`` as an offset: pandas >= 3.1 returns one under its future option (and warns without
+    it); pandas 3.0 has no such option and returns the alias."""
+    try:
+        if _INFER_FREQ_RETURNS_OFFSET is None:
+            freq = pd.infer_freq(stamps)
+        else:
+            with pd.option_context(_INFER_FREQ_RETURNS_OFFSET, True):
+                freq = pd.infer_freq(stamps)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(freq, str):
+        return freq
+    offset = to_offset(freq)
+    if isinstance(offset, (pd.offsets.QuarterBegin, pd.offsets.BQuarterBegin)) and offset.startingMonth > 3:
+        # the same grid; pandas 3.1 names quarter starts by their first month in the year (QS-JAN, not QS-OCT)
+        offset = type(offset)(n=offset.n, startingMonth=(offset.startingMonth - 1) % 3 + 1)
+    return offset
+
+
+try:
+    pd.get_option("future.infer_freq_returns_offset")
+    _INFER_FREQ_RETURNS_OFFSET: str | None = "future.infer_freq_returns_offset"
+except pd.errors.OptionError:  # pandas 3.0
+    _INFER_FREQ_RETURNS_OFFSET = None
 
 
 def _series_freq(ds: np.ndarray) -> BaseOffset | int | None:

@@ -394,6 +394,8 @@ class NeuralForecaster(BaseEstimator):
         start = time.perf_counter()
         try:
             with quiet_lightning(self.verbose), warnings.catch_warnings():
+                if self.accelerator == "cpu":  # an explicit choice: Lightning's "GPU available" hint is noise
+                    warnings.filterwarnings("ignore", message="GPU available but not used")
                 trainer, checkpoint = build_trainer(
                     max_epochs=self.max_epochs, accelerator=self.accelerator, precision=self.precision,
                     verbose=self.verbose, checkpoint_dir=self.checkpoint_dir,
@@ -418,6 +420,8 @@ class NeuralForecaster(BaseEstimator):
         self.fit_time_s_ = time.perf_counter() - start
         self.n_epochs_ = int(trainer.current_epoch)
         self.world_size_ = int(trainer.world_size)
+        self.device_ = str(trainer.strategy.root_device)  # where it trained, e.g. "cpu" or "cuda:0"
+        self.precision_ = str(trainer.precision)  # e.g. "32-true", "bf16-mixed"
         self.history_ = {i: u for i, u in enumerate(units)}
         self.net_ = net.cpu().eval()
         self.unit_of_ = {uid: i for i, u in enumerate(units) for uid in u["ids"]}

@@ -460,3 +460,16 @@ def test_future_timestamps_integer_and_errors():
         future_timestamps(pd.Timestamp("2020-01-01"), 2, 2)
     with pytest.raises(ValueError, match="'min' not 'T'"):
         future_timestamps(pd.Timestamp("2020-01-01"), "T", 2)
+
+
+def test_pandas_3_0_quarter_start_aliases_are_named_as_pandas_3_1_names_them(monkeypatch):
+    """pandas 3.0 has no ``future.infer_freq_returns_offset`` and names a quarter-start grid by its last anchor
+    month (``QS-OCT``); the same grid gets pandas 3.1's name (``QS-JAN``)."""
+    import ssmcast.data.frames as frames
+
+    stamps = pd.date_range("2020-01-01", periods=8, freq="QS-JAN")
+    monkeypatch.setattr(frames, "_INFER_FREQ_RETURNS_OFFSET", None)
+    for legacy, name in [("QS-OCT", "QS-JAN"), ("QS-NOV", "QS-FEB"), ("BQS-DEC", "BQS-MAR"), ("QE-DEC", "QE-DEC"),
+                         ("h", "h")]:
+        monkeypatch.setattr(frames.pd, "infer_freq", lambda _, legacy=legacy: legacy)
+        assert frames._pd_infer(stamps).freqstr == name

@@ -189,3 +189,23 @@ def test_log_forecaster_takes_every_series_as_the_example_of_a_mixed_channel_mod
     expected = est.predict(h=4, df=df)
     assert sorted(forecast["unique_id"].unique()) == sorted(df["unique_id"].unique())
     np.testing.assert_allclose(forecast["y_pred"], expected["y_pred"], rtol=1e-5)
+
+
+def test_an_untracked_run_never_imports_mlflow(tmp_path):
+    """``tracking=none``: every RunTracker call is a no-op, so the run does not pay mlflow's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ssmcast.tracking import RunTracker\n"
+        f"t = RunTracker({{'enabled': False}}, {str(tmp_path)!r}, 'run').start()\n"
+        "t.log_params({'a': 1}); t.log_metrics({'m': 1.0}); t.set_tags({'t': 'x'})\n"
+        f"t.log_artifact({str(tmp_path / 'f')!r}); t.log_model(None, None); t.finish()\n"
+        "assert not t.active and t.run_id is None\n"
+        "print('mlflow' in sys.modules)\n"
+    )
+    (tmp_path / "f").write_text("x")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
