@@ -283,36 +283,29 @@ class RunTracker:
             _fail(self.run_id, err, what)
             return None
 
-    def log_params(self, params: dict[str, Any]) -> None:
-        if not self.active:  # untracked runs (tracking=none) never import mlflow
-            return
+    def _mlflow(self, what: str, name: str, *args, **kwargs):
+        """``mlflow.<name>(...)`` through :meth:`_call`; mlflow is imported only for an active run, so untracked
+        runs (``tracking=none``) never pay its import."""
+        if not self.active:
+            return None
         import mlflow
 
-        self._call("logging parameters", mlflow.log_params, {k: str(v)[:6000] for k, v in params.items()})
+        return self._call(what, getattr(mlflow, name), *args, **kwargs)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._mlflow("logging parameters", "log_params", {k: str(v)[:6000] for k, v in params.items()})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if not self.active:  # untracked runs (tracking=none) never import mlflow
-            return
         import math
 
-        import mlflow
-
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        self._call("logging metrics", mlflow.log_metrics, clean, step=step)
+        self._mlflow("logging metrics", "log_metrics", clean, step=step)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        if not self.active:  # untracked runs (tracking=none) never import mlflow
-            return
-        import mlflow
-
-        self._call("setting tags", mlflow.set_tags, {k: str(v) for k, v in tags.items()})
+        self._mlflow("setting tags", "set_tags", {k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if not self.active:  # untracked runs (tracking=none) never import mlflow
-            return
-        import mlflow
-
-        self._call(f"uploading {Path(path).name}", mlflow.log_artifact, str(path), artifact_path)
+        self._mlflow(f"uploading {Path(path).name}", "log_artifact", str(path), artifact_path)
 
     def log_model(self, estimator, history, name: str = "model", scaling: dict | None = None) -> str | None:
         """The fitted estimator as a pyfunc model (see :func:`log_forecaster`); returns its model URI."""

@@ -241,6 +241,13 @@ def _freq_name(offset: BaseOffset | int) -> str | int:
     return offset if isinstance(offset, int) else offset.freqstr
 
 
+try:
+    pd.get_option("future.infer_freq_returns_offset")
+    _INFER_FREQ_RETURNS_OFFSET: str | None = "future.infer_freq_returns_offset"
+except pd.errors.OptionError:  # pandas 3.0
+    _INFER_FREQ_RETURNS_OFFSET = None
+
+
 def _pd_infer(stamps: pd.DatetimeIndex) -> BaseOffset | None:
     """``pd.infer_freq`` as an offset: pandas >= 3.1 returns one under its future option (and warns without
     it); pandas 3.0 has no such option and returns the alias."""
@@ -259,13 +266,6 @@ def _pd_infer(stamps: pd.DatetimeIndex) -> BaseOffset | None:
         # the same grid; pandas 3.1 names quarter starts by their first month in the year (QS-JAN, not QS-OCT)
         offset = type(offset)(n=offset.n, startingMonth=(offset.startingMonth - 1) % 3 + 1)
     return offset
-
-
-try:
-    pd.get_option("future.infer_freq_returns_offset")
-    _INFER_FREQ_RETURNS_OFFSET: str | None = "future.infer_freq_returns_offset"
-except pd.errors.OptionError:  # pandas 3.0
-    _INFER_FREQ_RETURNS_OFFSET = None
 
 
 def _series_freq(ds: np.ndarray) -> BaseOffset | int | None:
