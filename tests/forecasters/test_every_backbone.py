@@ -69,22 +69,6 @@ def test_forecaster_fits_streams_and_reloads(config_cls, tmp_path):
     pd.testing.assert_frame_equal(ssmcast.load(tmp_path / "m").predict(df=panel), est.predict(df=panel))
 
 
-@pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
-def test_forecaster_trains_in_bf16_mixed_precision(config_cls):
-    """Lightning's bf16-mixed (autocast) path, as a GPU runs it by default, here on the CPU: no warning (the
-    suite turns warnings into errors; an RMSNorm fed bf16 against a float32 weight used to warn every call),
-    finite forecasts close to the float32 fit's."""
-    cls = forecaster_for(config_cls)
-    panel = make_panel(length=100)
-    kw = dict(input_size=16, horizon=4, max_epochs=2, batch_size=32, verbose=False, backbone=tiny_config(config_cls),
-              val_size=0, accelerator="cpu")
-    bf16 = cls(precision="bf16-mixed", **kw).fit(panel)
-    fp32 = cls(**kw).fit(panel)
-    assert bf16.precision_ == "bf16-mixed" and fp32.precision_ == "32-true"
-    p_bf16, p_fp32 = bf16.predict().y_pred, fp32.predict().y_pred
-    assert p_bf16.notna().all() and (p_bf16 - p_fp32).abs().max() < 0.25  # the series swing by +-1
-
-
 def flat_states(state):
     if isinstance(state, torch.Tensor):
         return [state]
