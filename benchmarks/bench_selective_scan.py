@@ -1,8 +1,9 @@
 """Speed and memory of ssmcast's selective scan and SSD ops.
 
 Prints, for the machine it runs on:
-  1. selective_scan forward+backward at batch 4, dim 128, N 16, L 2048 against mambapy's pure-PyTorch
-     ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
+  1. selective_scan forward+backward at batch 4, dim 128, N 16, L 2048, with each of its two block scans
+     (``scan="chunked"``, the CPU default, and ``scan="logdepth"``, the CUDA default), against mambapy's
+     pure-PyTorch ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
   2. peak memory of each (each run in its own subprocess: ru_maxrss after one forward+backward minus the
      resident size just before it, so imports and inputs are not counted; CUDA: max_memory_allocated);
   3. time and peak memory against L from 1k to 64k, with the fitted log-log slopes;
@@ -65,8 +66,16 @@ def make_inputs(b, dim, N, L, device, layout="bdl", seed=0):
     return [t.to(device).requires_grad_(True) for t in (u, delta, A, B, C, D)]
 
 
-def run_ssmcast(u, delta, A, B, C, D, chunk_size=None):
-    return selective_scan(u, delta, A, B, C, D, backend="torch", chunk_size=chunk_size)
+def run_ssmcast(u, delta, A, B, C, D, chunk_size=None, scan="auto"):
+    return selective_scan(u, delta, A, B, C, D, backend="torch", chunk_size=chunk_size, scan=scan)
+
+
+def run_chunked(u, delta, A, B, C, D):
+    return run_ssmcast(u, delta, A, B, C, D, scan="chunked")
+
+
+def run_logdepth(u, delta, A, B, C, D):
+    return run_ssmcast(u, delta, A, B, C, D, scan="logdepth")
 
 
 def run_mambapy(x, delta, A, B, C, D):  # mambapy.mamba.MambaBlock.selective_scan, inputs (B, L, ED)
@@ -85,7 +94,13 @@ def run_loop(u, delta, A, B, C, D):  # the obvious reference: one Python iterati
     return torch.stack(ys, dim=-1) + u * D[:, None]
 
 
-CONTENDERS = {"ssmcast": (run_ssmcast, "bdl"), "mambapy": (run_mambapy, "bld"), "loop": (run_loop, "bdl")}
+CONTENDERS = {  # ssmcast: the device's default scan
+    "ssmcast": (run_ssmcast, "bdl"),
+    "chunked": (run_chunked, "bdl"),
+    "logdepth": (run_logdepth, "bdl"),
+    "mambapy": (run_mambapy, "bld"),
+    "loop": (run_loop, "bdl"),
+}
 
 
 def forward_backward(fn, inputs, **kw):
@@ -193,16 +208,19 @@ def header(device):
 
 def section_headline(device, quick, threads, repeats):
     size = (2, 64, 16, 512) if quick else (4, 128, 16, 2048)
-    print(f"\n== 1. selective_scan forward+backward, (batch, dim, N, L) = {size} ==")
+    default = "logdepth" if device.type == "cuda" else "chunked"
+    print(f"\n== 1. selective_scan forward+backward, (batch, dim, N, L) = {size}; ssmcast = scan={default!r} ==")
     cases = {}
     for name, (fn, layout) in CONTENDERS.items():
-        if name == "mambapy" and mambapy_pscan is None:
+        if (name == "mambapy" and mambapy_pscan is None) or name == default:
             continue
         inputs = make_inputs(*size, device, layout)
         cases[name] = lambda fn=fn, inputs=inputs: forward_backward(fn, inputs)
     med = race(cases, device, repeats)
     for name, t in med.items():
         print(f"  {name:10s} {t * 1e3:9.1f} ms   ({t / med['ssmcast']:.2f}x ssmcast's time)")
+    other = "chunked" if default == "logdepth" else "logdepth"
+    print(f"  scan={other!r} / the default's time: {med[other] / med['ssmcast']:.2f}x")
     if "mambapy" in med:
         print(f"  speed-up over mambapy pscan: {med['mambapy'] / med['ssmcast']:.2f}x (target >= 1.5x)")
     print(f"  speed-up over the loop: {med['loop'] / med['ssmcast']:.1f}x")

@@ -18,6 +18,11 @@ exp of a positive cumulative sum, so long sequences cannot overflow. So the Pyth
 3 sqrt(T) times per block, not once per step. The gradient is a custom ``autograd.Function``: backward
 recomputes one block's states at a time and runs the adjoint recurrence backwards with the same two
 passes, so training memory is linear in L too (measured in ``benchmarks/bench_selective_scan.py``).
+
+On a GPU those 3 sqrt(T) iterations of small ops are bound by kernel launches, so for CUDA tensors each
+block is scanned instead by Blelloch's work-efficient scan (``scan="logdepth"``): about 4 log2(T) ops over
+the whole block, with the same custom backward (the adjoint is the same scan on the time-reversed
+block). On the CPU it is about twice as slow as the two-level scan, which stays the default there.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = ["selective_scan", "selective_state_update", "has_cuda_kernel"]
 
 _BACKENDS = ("auto", "torch", "cuda")
+_SCANS = ("auto", "chunked", "logdepth")
 _BLOCK_ELEMENTS = 1 << 21  # elements of one (batch, block, dim, N) block tensor on CPU: fits in L3
 _GPU_BLOCK_ELEMENTS = 1 << 25  # on GPU: fewer, larger blocks (kernel launches dominate); untuned
 
@@ -127,6 +133,61 @@ def _scan_backward(a, G, P, g_next, sub: int, ws: _Workspace) -> torch.Tensor:
     return gs.view(b, T, *S)
 
 
+def _blelloch_(a, X) -> None:
+    """In place along dim 1: ``X_t <- a_t X_{t-1} + X_t`` (from a zero state) and ``a_t <- a_0 ... a_t``.
+
+    Blelloch's work-efficient scan on strided views, any length: the up-sweep folds each pair (even, odd)
+    into the odd element and recurses on the odd elements, the down-sweep completes every even element
+    from the odd one before it. About 4 log2(T) elementwise kernels in all, O(T) work: for GPUs, where
+    the two-level scan's 3 sqrt(T) Python iterations a block are bound by kernel launches.
+    """
+    levels = []
+    while a.shape[1] > 1:
+        ev_a, od_a, ev_X, od_X = a[:, 0::2], a[:, 1::2], X[:, 0::2], X[:, 1::2]
+        n = od_a.shape[1]
+        od_X.addcmul_(od_a, ev_X[:, :n])
+        od_a.mul_(ev_a[:, :n])
+        levels.append((ev_a, od_a, ev_X, od_X))
+        a, X = od_a, od_X
+    for ev_a, od_a, ev_X, od_X in reversed(levels):
+        m = ev_a.shape[1] - 1
+        if m > 0:
+            ev_X[:, 1:].addcmul_(ev_a[:, 1:], od_X[:, :m])
+            ev_a[:, 1:].mul_(od_a[:, :m])
+
+
+def _logdepth_forward(a, X, h0, ws: _Workspace, C=None, C_varying: bool = True) -> torch.Tensor:
+    """``_scan_forward`` by :func:`_blelloch_`: all states (b, T, *S), or ``y`` when ``C`` is given.
+
+    Overwrites ``X`` (it becomes the states); ``a`` is kept (its running products go to a workspace copy).
+    """
+    if h0 is not None:
+        acum = ws("acum", a.shape)
+        acum.copy_(a)
+        _blelloch_(acum, X)
+        X.addcmul_(acum, h0.unsqueeze(1))
+    else:
+        _blelloch_(ws("acum", a.shape).copy_(a), X)
+    if C is None:
+        return X
+    return torch.mul(X, C, out=ws("tmp", X.shape)).sum(-1)  # (b, T, G, H)
+
+
+def _logdepth_backward(a, G, g_next, ws: _Workspace) -> torch.Tensor:
+    """``_scan_backward`` by :func:`_blelloch_` on the time-reversed adjoint recurrence."""
+    T = a.shape[1]
+    ar = ws("acum", a.shape)  # decays of the reversed recurrence: ar_s = a_{T-s}, ar_0 = 1
+    ar[:, 0] = 1.0
+    if T > 1:
+        ar[:, 1:] = a[:, 1:].flip(1)
+    gs = ws("gs", G.shape)
+    gs.copy_(G.flip(1))
+    _blelloch_(ar, gs)
+    if g_next is not None:
+        gs.addcmul_(ar, g_next.unsqueeze(1))
+    return gs.flip(1)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The chunked core, canonical contiguous layouts (compute dtype):
 #   u, dt: (b, L, G, H); A: (G, H, N); Bm, Cm: (b, L, G, 1, N) input-dependent or (1, 1, G, H, N)
@@ -165,7 +226,7 @@ def _time_slice(M: torch.Tensor, t0: int, t1: int, varying: bool) -> torch.Tenso
 
 class _ChunkedSelectiveScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, dt, A, Bm, Cm, h0, block: int, sub: int, B_var: bool, C_var: bool):
+    def forward(ctx, u, dt, A, Bm, Cm, h0, block: int, sub: int, B_var: bool, C_var: bool, logdepth: bool):
         b, L, G, H = u.shape
         N = A.shape[-1]
         ws = _Workspace(u)
@@ -177,15 +238,21 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
             shape = (b, t1 - t0, G, H, N)
             dt_c = dt[:, t0:t1]  # (b, T, G, H)
             a = torch.mul(dt_c.unsqueeze(-1), A, out=ws("a", shape)).exp_()  # (b, T, G, H, N)
-            P = _subchunk_decay(dt_c, A, sub)  # (b, nsub, G, H, N)
             du = (dt_c * u[:, t0:t1]).unsqueeze(-1)
             X = torch.mul(du, _time_slice(Bm, t0, t1, B_var), out=ws("X", shape))  # (b, T, G, H, N)
-            y[:, t0:t1] = _scan_forward(a, X, P, h, sub, ws, _time_slice(Cm, t0, t1, C_var), C_var)
-            h = ws("H", P.shape)[:, -1].clone()  # (b, G, H, N) state after the block
+            C_c = _time_slice(Cm, t0, t1, C_var)
+            if logdepth:
+                y[:, t0:t1] = _logdepth_forward(a, X, h, ws, C_c, C_var)
+                h = X[:, -1].clone()  # (b, G, H, N) state after the block
+            else:
+                P = _subchunk_decay(dt_c, A, sub)  # (b, nsub, G, H, N)
+                y[:, t0:t1] = _scan_forward(a, X, P, h, sub, ws, C_c, C_var)
+                h = ws("H", P.shape)[:, -1].clone()
         if h is None:
             h = u.new_zeros(b, G, H, N)
         ctx.save_for_backward(u, dt, A, Bm, Cm, *starts)
         ctx.block, ctx.sub, ctx.has_h0, ctx.varying = block, sub, h0 is not None, (B_var, C_var)
+        ctx.logdepth = logdepth
         ctx.set_materialize_grads(False)
         return y, h
 
@@ -210,11 +277,16 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
             dt_c, u_c, gy_c = dt[:, t0:t1], u[:, t0:t1], gy[:, t0:t1]  # (b, T, G, H)
             B_c, C_c = _time_slice(Bm, t0, t1, B_var), _time_slice(Cm, t0, t1, C_var)
             a = torch.mul(dt_c.unsqueeze(-1), A, out=ws("a", shape)).exp_()  # (b, T, G, H, N)
-            P = _subchunk_decay(dt_c, A, sub)  # (b, nsub, G, H, N)
             du = dt_c * u_c
-            hs = _scan_forward(a, torch.mul(du.unsqueeze(-1), B_c, out=ws("X", shape)), P, h, sub, ws)
+            X = torch.mul(du.unsqueeze(-1), B_c, out=ws("X", shape))  # (b, T, G, H, N)
             Gin = torch.mul(gy_c.unsqueeze(-1), C_c, out=ws("G", shape))  # (b, T, G, H, N)
-            gs = _scan_backward(a, Gin, P, g_next, sub, ws)  # dL/dh_t, (b, T, G, H, N)
+            if ctx.logdepth:
+                hs = _logdepth_forward(a, X, h, ws)  # (b, T, G, H, N)
+                gs = _logdepth_backward(a, Gin, g_next, ws)  # dL/dh_t, (b, T, G, H, N)
+            else:
+                P = _subchunk_decay(dt_c, A, sub)  # (b, nsub, G, H, N)
+                hs = _scan_forward(a, X, P, h, sub, ws)
+                gs = _scan_backward(a, Gin, P, g_next, sub, ws)
             # gradient w.r.t. the log-decay dt_t A: g_t * a_t * h_{t-1}
             gdA = a.mul_(gs)  # (b, T, G, H, N), reuses a
             g_next = gdA[:, 0].clone()  # dL/dh entering the block
@@ -237,7 +309,7 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
             elif need_C:
                 gC += _contract_h(gy_c, hs, False, ws)
         gh0 = g_next if ctx.has_h0 else None
-        return gu, gdt, gA if need_A else None, gB if need_B else None, gC if need_C else None, gh0, *[None] * 4
+        return gu, gdt, gA if need_A else None, gB if need_B else None, gC if need_C else None, gh0, *[None] * 5
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,6 +377,7 @@ def selective_scan(
     initial_state: torch.Tensor | None = None,
     backend: str = "auto",
     chunk_size: int | None = None,
+    scan: str = "auto",
 ):
     """Mamba's selective scan; same signature and semantics as ``mamba_ssm``'s ``selective_scan_fn``.
 
@@ -320,13 +393,19 @@ def selective_scan(
         initial_state: optional ``(batch, dim, N)`` state before the first step (torch backend only).
         backend: ``"auto"`` (the ``mamba_ssm`` CUDA kernel for CUDA tensors when installed, else torch),
             ``"torch"`` (chunked pure PyTorch, any device) or ``"cuda"`` (the kernel, error if missing).
-        chunk_size: block length of the torch backend (default: sized to ~2M state elements per block).
+        chunk_size: block length of the torch backend (default: sized to ~2M state elements per block on
+            the CPU, ~32M on a GPU).
+        scan: how the torch backend scans a block: ``"chunked"`` (two-level, about 3 sqrt(T) Python
+            iterations of small ops; the CPU default), ``"logdepth"`` (Blelloch's scan, about 4 log2(T) large
+            ops; the default for CUDA tensors, where kernel launches dominate) or ``"auto"``.
 
     Returns:
         ``y`` of shape ``(batch, dim, L)`` in ``u``'s dtype, and the last state if asked.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend={backend!r}: expected one of {_BACKENDS}")
+    if scan not in _SCANS:
+        raise ValueError(f"scan={scan!r}: expected one of {_SCANS}")
     for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -375,11 +454,14 @@ def selective_scan(
     if delta_softplus:
         dt = F.softplus(dt)
 
+    logdepth = scan == "logdepth" or (scan == "auto" and u.is_cuda)
     if chunk_size is None:
         block, sub = _default_sizes(b, dim, L, N, u.is_cuda)
     else:
         sub = 1 << int(math.log2(math.isqrt(int(chunk_size))))
         block = -(-int(chunk_size) // sub) * sub
+    if logdepth:
+        block, sub = int(chunk_size) if chunk_size is not None else block, 1
     pad = -L % sub
     u_in = uf.transpose(1, 2)  # (b, L, dim)
     dt_in = dt.transpose(1, 2)
@@ -400,6 +482,7 @@ def selective_scan(
         sub,
         B.dim() > 2,
         C.dim() > 2,
+        logdepth,
     )
     y = y.reshape(b, Lp, dim)[:, :L].transpose(1, 2)  # (b, dim, L)
     if D is not None:

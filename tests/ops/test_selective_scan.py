@@ -70,15 +70,17 @@ def make_inputs(b=2, d=4, N=3, L=13, B_layout="shared", C_layout="shared", dtype
 LAYOUTS = [("dim", "dim"), ("shared", "shared"), ("groups", "groups"), ("per_channel", "shared"),
            ("dim", "groups"), ("groups", "per_channel")]  # fmt: skip
 THREE_LAYOUTS = [("dim", "dim"), ("shared", "groups"), ("per_channel", "shared")]
+SCANS = ["chunked", "logdepth"]  # the two-level scan (CPU default) and Blelloch's (CUDA default)
 
 
 @pytest.mark.parametrize("B_layout,C_layout", LAYOUTS)
 @pytest.mark.parametrize("L", [1, 7, 40])
 @pytest.mark.parametrize("chunk_size", [None, 4, 9])
-def test_matches_loop_all_options(B_layout, C_layout, L, chunk_size):
+@pytest.mark.parametrize("scan", SCANS)
+def test_matches_loop_all_options(B_layout, C_layout, L, chunk_size, scan):
     u, delta, A, B, C, ex = make_inputs(L=L, B_layout=B_layout, C_layout=C_layout)
     y, last = selective_scan(u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"], True, True,
-                             initial_state=ex["h0"], chunk_size=chunk_size)  # fmt: skip
+                             initial_state=ex["h0"], chunk_size=chunk_size, scan=scan)  # fmt: skip
     y_ref, last_ref = loop_reference(u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"], True, ex["h0"])
     assert y.shape == u.shape and y.dtype == torch.float32
     assert last.shape == (2, 4, 3) and last.dtype == torch.float32
@@ -109,20 +111,23 @@ def test_each_optional_argument_alone(use_D, use_z, use_bias, softplus):
     layout=st.sampled_from([("dim", "shared"), ("groups", "groups"), ("shared", "per_channel")]),
     chunk_size=st.one_of(st.none(), st.integers(1, 80)),
     seed=st.integers(0, 2**16),
+    scan=st.sampled_from(SCANS),
 )
-def test_random_shapes_match_loop(b, d, N, L, layout, chunk_size, seed):
+def test_random_shapes_match_loop(b, d, N, L, layout, chunk_size, seed, scan):
     u, delta, A, B, C, ex = make_inputs(b, d, N, L, *layout, seed=seed)
     y, last = selective_scan(u, delta, A, B, C, ex["D"], None, ex["delta_bias"], True, True,
-                             initial_state=ex["h0"], chunk_size=chunk_size)  # fmt: skip
+                             initial_state=ex["h0"], chunk_size=chunk_size, scan=scan)  # fmt: skip
     y_ref, last_ref = loop_reference(u, delta, A, B, C, ex["D"], None, ex["delta_bias"], True, ex["h0"])
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(last.double(), last_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_block_and_sub_chunk_boundaries_agree():
+@pytest.mark.parametrize("scan", SCANS)
+def test_block_and_sub_chunk_boundaries_agree(scan):
     """Every block size (including blocks of 1 step and one block for all) gives the same result."""
     u, delta, A, B, C, ex = make_inputs(L=50, d=3, N=2)
-    outs = [selective_scan(u, delta, A, B, C, return_last_state=True, chunk_size=cs) for cs in (1, 2, 5, 64)]
+    outs = [selective_scan(u, delta, A, B, C, return_last_state=True, chunk_size=cs, scan=scan)
+            for cs in (1, 2, 5, 64)]  # fmt: skip
     for y, last in outs[1:]:
         torch.testing.assert_close(y, outs[0][0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(last, outs[0][1], rtol=1e-5, atol=1e-6)
@@ -193,7 +198,8 @@ def test_step_is_in_place_and_keeps_dtype():
 
 @pytest.mark.parametrize("B_layout,C_layout", THREE_LAYOUTS)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_gradients_match_loop_reference(B_layout, C_layout, with_state):
+@pytest.mark.parametrize("scan", SCANS)
+def test_gradients_match_loop_reference(B_layout, C_layout, with_state, scan):
     u, delta, A, B, C, ex = make_inputs(L=19, B_layout=B_layout, C_layout=C_layout, dtype=F64, seed=4)
     ex["delta_bias"] = ex["delta_bias"] - 1.0  # softplus(delta - 1) keeps dt moderate
     leaves = [u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"]] + ([ex["h0"]] if with_state else [])
@@ -201,7 +207,7 @@ def test_gradients_match_loop_reference(B_layout, C_layout, with_state):
         t.requires_grad_(True)
     h0 = ex["h0"] if with_state else None
     y, last = selective_scan(u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"], True, True,
-                             initial_state=h0, chunk_size=8)  # fmt: skip
+                             initial_state=h0, chunk_size=8, scan=scan)  # fmt: skip
     gen = torch.Generator().manual_seed(9)
     gy, gl = torch.randn(y.shape, generator=gen, dtype=F64), torch.randn(last.shape, generator=gen, dtype=F64)
     grads = torch.autograd.grad((y * gy).sum() + (last * gl).sum(), leaves)
@@ -209,6 +215,15 @@ def test_gradients_match_loop_reference(B_layout, C_layout, with_state):
     grads_ref = torch.autograd.grad((y_ref * gy).sum() + (last_ref * gl).sum(), leaves)
     for g, g_ref in zip(grads, grads_ref):
         torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-10)
+
+
+def test_auto_scan_is_the_chunked_scan_on_the_cpu():
+    u, delta, A, B, C, ex = make_inputs(L=37, B_layout="groups", C_layout="shared")
+    outs = {scan: selective_scan(u, delta, A, B, C, ex["D"], return_last_state=True, scan=scan)
+            for scan in ("auto", "chunked", "logdepth")}  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(outs["auto"], outs["chunked"]))
+    assert not torch.equal(outs["auto"][0], outs["logdepth"][0])  # another order of float32 sums
+    torch.testing.assert_close(outs["logdepth"][0], outs["chunked"][0], rtol=1e-5, atol=1e-5)
 
 
 def test_gradients_float32_and_output_only():
@@ -238,32 +253,34 @@ def test_gradients_when_only_some_inputs_require_them():
     torch.testing.assert_close(gD, gD_ref, rtol=1e-4, atol=1e-4)
 
 
-def test_gradcheck_tiny():
+@pytest.mark.parametrize("scan", SCANS)
+def test_gradcheck_tiny(scan):
     u, delta, A, B, C, ex = make_inputs(b=1, d=2, N=2, L=6, B_layout="shared", C_layout="dim", dtype=F64)
     inputs = tuple(t.requires_grad_(True) for t in (u, delta, A, B, C, ex["D"], ex["z"], ex["h0"]))
 
     def fn(u, delta, A, B, C, D, z, h0):
-        return selective_scan(u, delta, A, B, C, D, z, None, True, True, initial_state=h0, chunk_size=4)
+        return selective_scan(u, delta, A, B, C, D, z, None, True, True, initial_state=h0, chunk_size=4, scan=scan)
 
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-def test_long_sequence_with_strong_decay_is_finite_and_exact():
+@pytest.mark.parametrize("scan", SCANS)
+def test_long_sequence_with_strong_decay_is_finite_and_exact(scan):
     """Cumulative dt*A reaches about -2e5: nothing may overflow (no exp of positive cumulative sums)."""
     u, delta, A, B, C, _ = make_inputs(b=1, d=2, N=3, L=3000, seed=6)
     delta = delta * 5
     A = A * 20
-    y, last = selective_scan(u, delta, A, B, C, return_last_state=True, chunk_size=512)
+    y, last = selective_scan(u, delta, A, B, C, return_last_state=True, chunk_size=512, scan=scan)
     assert torch.isfinite(y).all() and torch.isfinite(last).all()
     y_ref, last_ref = loop_reference(u, delta, A, B, C)
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(last.double(), last_ref, rtol=1e-4, atol=1e-4)
     leaves = [t.requires_grad_(True) for t in (u, delta, A)]
-    grads = torch.autograd.grad(selective_scan(u, delta, A, B, C).sum(), leaves)
+    grads = torch.autograd.grad(selective_scan(u, delta, A, B, C, scan=scan).sum(), leaves)
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-def _saved_bytes(L, b=1, d=16, N=16):
+def _saved_bytes(L, b=1, d=16, N=16, scan="auto"):
     """Bytes autograd keeps for backward, and the bytes of one (batch, dim, L, N) float32 state tensor."""
     u, delta, A, B, C, _ = make_inputs(b=b, d=d, N=N, L=L, seed=7)
     for t in (u, delta, A, B, C):
@@ -276,16 +293,17 @@ def _saved_bytes(L, b=1, d=16, N=16):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = selective_scan(u, delta, A, B, C, delta_softplus=True)
+        y = selective_scan(u, delta, A, B, C, delta_softplus=True, scan=scan)
     y.sum().backward()
     assert torch.isfinite(u.grad).all()
     return total, b * d * L * N * 4
 
 
-def test_memory_linear_in_length():
+@pytest.mark.parametrize("scan", SCANS)
+def test_memory_linear_in_length(scan):
     """L=16k trains fine; what autograd keeps grows linearly with L and stays far below all the states."""
-    small, _ = _saved_bytes(4096)
-    large, all_states = _saved_bytes(16384)
+    small, _ = _saved_bytes(4096, scan=scan)
+    large, all_states = _saved_bytes(16384, scan=scan)
     assert 3.5 < large / small < 4.5
     assert large < all_states / 2
 
@@ -300,11 +318,12 @@ def test_low_precision_inputs_return_their_dtype():
     torch.testing.assert_close(y.double(), y_ref, rtol=2e-2, atol=2e-2)
 
 
-def test_inputs_are_not_modified():
+@pytest.mark.parametrize("scan", SCANS)
+def test_inputs_are_not_modified(scan):
     u, delta, A, B, C, ex = make_inputs(L=10)
     args = [u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"]]
     copies = [t.clone() for t in args] + [ex["h0"].clone()]
-    selective_scan(*args, delta_softplus=True, return_last_state=True, initial_state=ex["h0"])
+    selective_scan(*args, delta_softplus=True, return_last_state=True, initial_state=ex["h0"], scan=scan)
     for t, c in zip(args + [ex["h0"]], copies):
         assert torch.equal(t, c)
 
@@ -331,6 +350,7 @@ def test_non_contiguous_inputs():
         (dict(initial_state=torch.zeros(2, 4)), "initial_state"),
         (dict(backend="triton"), "backend"),
         (dict(chunk_size=0), "chunk_size"),
+        (dict(scan="parallel"), "scan"),
     ],
 )
 def test_bad_input_raises_value_error_naming_it(change, match):
@@ -369,12 +389,17 @@ def test_cuda_torch_backend_and_kernel_match_loop():
     u, delta, A, B, C, ex = make_inputs(L=300, d=8, N=4, B_layout="groups", C_layout="groups")
     y_ref, last_ref = loop_reference(u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"], True)
     cuda = [t.cuda() for t in (u, delta, A, B, C, ex["D"], ex["z"], ex["delta_bias"])]
-    backends = ["torch"] + (["cuda"] if has_cuda_kernel() else [])
-    for backend in backends:
-        y, last = selective_scan(*cuda, True, True, backend=backend)
+    runs = [("torch", scan) for scan in ["auto", *SCANS]] + ([("cuda", "auto")] if has_cuda_kernel() else [])
+    for backend, scan in runs:
+        y, last = selective_scan(*cuda, True, True, backend=backend, scan=scan)
         assert y.is_cuda
         torch.testing.assert_close(y.double().cpu(), y_ref, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(last.double().cpu(), last_ref, rtol=1e-4, atol=1e-4)
+    leaves = [t.detach().requires_grad_(True) for t in cuda[:5]]
+    grads = {scan: torch.autograd.grad(selective_scan(*leaves, backend="torch", scan=scan).square().sum(), leaves)
+             for scan in SCANS}  # fmt: skip
+    for g_chunked, g_logdepth in zip(*grads.values()):
+        torch.testing.assert_close(g_logdepth, g_chunked, rtol=1e-4, atol=1e-4)
 
 
 def test_cuda_backend_hands_every_argument_to_the_mamba_ssm_kernel(monkeypatch):
