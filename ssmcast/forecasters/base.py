@@ -438,25 +438,37 @@ class NeuralForecaster(BaseEstimator):
         return active_run_logger() or False
 
     # ------------------------------------------------------------------ prediction
-    def _device(self):
-        return next(self.net_.parameters()).device
+    def _inference_device(self):
+        """Where batched window forecasts run: a CUDA GPU when ``accelerator`` allows one ("auto", "gpu",
+        "cuda") and this process sees one, else the CPU. Recurrent steps (``update``, ``context="full"``) and
+        the fitted net at rest stay on the CPU."""
+        import torch
+
+        if self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     def _predict_units(self, contexts, futures, statics, levels):
         """Batched forecasts in model scale: contexts ``(U, L, n_in)`` -> point ``(U, h, C)``, q ``(U, h, C, Q)``."""
         import torch
 
-        net = self.net_
-        with torch.no_grad():
-            x = torch.as_tensor(np.asarray(contexts), dtype=torch.float32)
-            fut = torch.as_tensor(np.asarray(futures), dtype=torch.float32)
-            sta = torch.as_tensor(np.asarray(statics), dtype=torch.float32)
-            points, quants = [], []
-            for lo in range(0, len(x), 1024):
-                xb, stats = net.normalize(x[lo : lo + 1024])
-                out = net(xb, fut[lo : lo + 1024], sta[lo : lo + 1024])
-                points.append(_denorm(self.loss_fn_.point(out), stats))
-                quants.append(_denorm(self.loss_fn_.quantiles(out, levels), stats))
-            return torch.cat(points).numpy(), torch.cat(quants).numpy()
+        device = self._inference_device()
+        net = self.net_.to(device)  # in place; moved back below
+        try:
+            with torch.no_grad():
+                x = torch.as_tensor(np.asarray(contexts), dtype=torch.float32)
+                fut = torch.as_tensor(np.asarray(futures), dtype=torch.float32)
+                sta = torch.as_tensor(np.asarray(statics), dtype=torch.float32)
+                points, quants = [], []
+                for lo in range(0, len(x), 1024):
+                    chunk = slice(lo, lo + 1024)
+                    xb, stats = net.normalize(x[chunk].to(device))
+                    out = net(xb, fut[chunk].to(device), sta[chunk].to(device))
+                    points.append(_denorm(self.loss_fn_.point(out), stats).cpu())
+                    quants.append(_denorm(self.loss_fn_.quantiles(out, levels), stats).cpu())
+                return torch.cat(points).numpy(), torch.cat(quants).numpy()
+        finally:
+            self.net_.cpu()
 
     def predict_windows(self, context: np.ndarray) -> np.ndarray:
         """Point forecasts for many windows at once, on the scale the model was fitted on.

@@ -4,8 +4,8 @@ On the CPU the bf16-mixed (autocast) path must run without a warning and stay cl
 test is skipped without CUDA. In float32 the GPU fit follows the CPU fit: the same seed gives the same initial
 weights and the same batches (the backbones are built on the CPU, the sampler is seeded, dropout is off), so only
 the devices' reduction order differs. The default precision on a GPU is bf16 mixed precision, which must train
-to finite forecasts close to the float32 ones. Prediction runs on the CPU either way (the fitted net is moved
-back).
+to finite forecasts close to the float32 ones. Window forecasts run on the GPU when ``accelerator`` allows one and
+CUDA is present (and must match the same weights predicting on the CPU); the fitted net rests on the CPU.
 """
 
 import dataclasses
@@ -43,15 +43,32 @@ def test_gpu_fit_follows_cpu_fit_in_float32_and_trains_in_bf16(config_cls, tmp_p
     assert (cpu.device_, cpu.precision_) == ("cpu", "32-true")
     assert gpu32.device_.startswith("cuda") and gpu32.precision_ == "32-true"
     assert bf16.device_.startswith("cuda") and bf16.precision_ == "bf16-mixed"
+    assert cpu._inference_device().type == "cpu"
     for est in (gpu32, bf16):
-        assert all(p.device.type == "cpu" for p in est.net_.parameters())
+        assert est._inference_device().type == "cuda"
     p_cpu, p_gpu32, p_bf16 = cpu.predict(), gpu32.predict(), bf16.predict()
+    for est in (gpu32, bf16):
+        assert all(p.device.type == "cpu" for p in est.net_.parameters())  # at rest on the CPU after predicting
     pd.testing.assert_frame_equal(p_gpu32, p_cpu, rtol=1e-3, atol=1e-3)
     assert np.isfinite(p_bf16.y_pred).all()
     # the series swing by +-1 around their levels: bf16 rounding must not move the forecast by a quarter of that
     assert (p_bf16.y_pred - p_gpu32.y_pred).abs().max() < 0.25
     gpu32.save(tmp_path / "m")
-    pd.testing.assert_frame_equal(ssmcast.load(tmp_path / "m").predict(), p_gpu32)
+    pd.testing.assert_frame_equal(ssmcast.load(tmp_path / "m").predict(), p_gpu32, rtol=1e-5, atol=1e-5)
+    on_cpu = ssmcast.load(tmp_path / "m").set_params(accelerator="cpu")  # the same weights, predicting on the CPU
+    assert on_cpu._inference_device().type == "cpu"
+    pd.testing.assert_frame_equal(on_cpu.predict(), p_gpu32, rtol=1e-4, atol=1e-4)
+    windows = np.random.default_rng(0).normal(size=(5, 16, 1))
+    np.testing.assert_allclose(gpu32.predict_windows(windows), on_cpu.predict_windows(windows), rtol=1e-4, atol=1e-4)
+
+
+def test_window_forecasts_run_on_the_cpu_without_cuda_or_when_asked():
+    import torch
+
+    est = ssmcast.S4DForecaster(accelerator="cpu")
+    assert est._inference_device() == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert est.set_params(accelerator="auto")._inference_device() == torch.device("cpu")
 
 
 @pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
