@@ -161,13 +161,10 @@ def _logdepth_forward(a, X, h0, ws: _Workspace, C=None, C_varying: bool = True) 
 
     Overwrites ``X`` (it becomes the states); ``a`` is kept (its running products go to a workspace copy).
     """
+    acum = ws("acum", a.shape).copy_(a)  # (b, T, *S), becomes a_0 ... a_t
+    _blelloch_(acum, X)
     if h0 is not None:
-        acum = ws("acum", a.shape)
-        acum.copy_(a)
-        _blelloch_(acum, X)
         X.addcmul_(acum, h0.unsqueeze(1))
-    else:
-        _blelloch_(ws("acum", a.shape).copy_(a), X)
     if C is None:
         return X
     return torch.mul(X, C, out=ws("tmp", X.shape)).sum(-1)  # (b, T, G, H)
