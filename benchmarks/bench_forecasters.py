@@ -7,9 +7,13 @@
   The CUDA steps run under bf16 autocast, as ``precision="auto"`` trains there.
 * ``update()`` latency per new observation against ``predict(df=full_history, context="full")`` after 1k
   and 10k steps of history.
+* A panel of many series (``--panel N``, default 500, history 200): the first full-context forecast (every
+  series' state from its history), then ``update()`` with one new row of every series in one call (it
+  returns the forecast of every series).
 
     python benchmarks/bench_forecasters.py [--quick] [--device cpu|cuda] [--backbones mamba s4 ...]
     python benchmarks/bench_forecasters.py --device cuda --steps 50 --no-streaming
+    python benchmarks/bench_forecasters.py --panel-only --backbones s5 mamba
 """
 
 from __future__ import annotations
@@ -118,6 +122,33 @@ def streaming(name: str, history: int, n_updates: int) -> dict:
     return {"update_ms": per_update * 1e3, "predict_full_history_ms": full * 1e3, "state_warmup_ms": warm * 1e3}
 
 
+def streaming_panel(name: str, n_series: int, n_updates: int, history: int = 200) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    import ssmcast
+
+    rng = np.random.default_rng(0)
+    total = history + n_updates
+    ds = pd.date_range("2020-01-01", periods=total, freq="h")
+    t = np.arange(total)
+    y = np.sin(2 * np.pi * t / 24 + np.arange(n_series)[:, None]) + 0.1 * rng.normal(size=(n_series, total))
+    frame = pd.concat([pd.DataFrame({"unique_id": f"s{i:04d}", "ds": ds, "y": y[i]}) for i in range(n_series)],
+                      ignore_index=True)
+    step = frame.groupby("unique_id").cumcount()
+    est = getattr(ssmcast, BACKBONES[name])(input_size=96, horizon=24, max_epochs=1, verbose=False, val_size=0,
+                                            revin=False, trainer_kwargs={"max_steps": 2})
+    est.fit(frame[step < history])
+    start = time.perf_counter()
+    est.predict(context="full")
+    warm = time.perf_counter() - start
+    rows = [frame[step == history + i] for i in range(n_updates)]
+    start = time.perf_counter()
+    for new in rows:
+        est.update(new)
+    return {"warmup_s": warm, "update_ms": (time.perf_counter() - start) / n_updates * 1e3}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -126,11 +157,15 @@ def main() -> None:
     parser.add_argument("--inputs", nargs="*", type=int, default=[96, 336, 720])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--no-streaming", action="store_true", help="training throughput only")
+    parser.add_argument("--panel", type=int, default=500, help="series in the panel streaming case (0: skip it)")
+    parser.add_argument("--panel-only", action="store_true", help="only the panel streaming case")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
         kind, name, a, b = json.loads(args._child)
-        result = throughput(name, a, b, args.device) if kind == "train" else streaming(name, a, b)
+        runs = {"train": lambda: throughput(name, a, b, args.device), "stream": lambda: streaming(name, a, b),
+                "panel": lambda: streaming_panel(name, a, b)}
+        result = runs[kind]()
         print(json.dumps(result))
         return
     inputs = [96] if args.quick else args.inputs
@@ -147,6 +182,8 @@ def main() -> None:
             return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    if args.panel_only:
+        return panel(args, child)
     print("\ntraining throughput, ETTh1, horizon 96, batch 32 (windows/s, peak MB)")
     print(f"{'backbone':8s} " + " ".join(f"{'L=' + str(L):>22s}" for L in inputs) + "   params")
     for name in args.backbones:
@@ -174,6 +211,22 @@ def main() -> None:
             print(f"{name:8s} history {hist:6d}: update {r['update_ms']:8.2f} ms/obs   "
                   f"predict(full history) {r['predict_full_history_ms']:10.1f} ms   "
                   f"ratio {r['predict_full_history_ms'] / r['update_ms']:8.0f}x")
+    panel(args, child)
+
+
+def panel(args, child) -> None:
+    if not args.panel:
+        return
+    n_updates = 2 if args.quick else 5
+    print(f"\nstreaming a panel of {args.panel} series (history 200): first full-context forecast, then update() "
+          "with one new row of every series")
+    for name in args.backbones:
+        r = child(["panel", name, args.panel, n_updates])
+        if "error" in r:
+            print(f"{name:8s} error {r['error']}")
+            continue
+        print(f"{name:8s} states over the histories {r['warmup_s']:7.2f} s   update() of all series "
+              f"{r['update_ms']:8.1f} ms ({r['update_ms'] * 1e3 / args.panel:6.0f} us a series)")
 
 
 if __name__ == "__main__":

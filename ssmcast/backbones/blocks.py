@@ -143,9 +143,12 @@ class SequenceStack(nn.Module):
         return self.norm_f(x), states
 
     def aux_loss(self) -> torch.Tensor | float:
-        """Sum of auxiliary losses (e.g. MoE load balancing) left by the last forward, else 0."""
+        """Sum of auxiliary losses (e.g. MoE load balancing) left by the last forward, else 0.
+
+        Consumes them (each ``last_aux_loss`` goes back to None), so no autograd graph outlives its step."""
         total = 0.0
         for module in self.modules():
-            if module is not self and hasattr(module, "last_aux_loss") and module.last_aux_loss is not None:
+            if module is not self and getattr(module, "last_aux_loss", None) is not None:
                 total = total + module.last_aux_loss
+                module.last_aux_loss = None
         return total

@@ -38,6 +38,7 @@ CHANNEL_MODES = ("independent", "mixed")
 CONTEXTS = ("window", "full")
 SCALERS = ("standard", "robust", None)
 _FORMAT_VERSION = 1
+_PREFILL_ROWS = 8192  # histories of equal length prefill together, up to this many rows a batch
 
 
 class NeuralForecaster(BaseEstimator):
@@ -220,16 +221,18 @@ class NeuralForecaster(BaseEstimator):
         self.loc_, self.scale_ = scaler.loc_[rows], scaler.scale_[rows]
 
     def _series_arrays(self, frame: pd.DataFrame, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Scaled values ``(T, n_values)`` and stamps of each series in ``frame``."""
+        """Scaled values ``(T, n_values)`` and stamps of each series in ``frame`` (validated: sorted by id, ds)."""
         past, future, _ = self._columns()
         value_cols = [TARGET, *past, *future]
-        out = {}
-        index = {uid: i for i, uid in enumerate(self.ids_)}
-        for uid, group in frame.groupby(ID, sort=False):
-            i = index[uid]
-            values = (group[value_cols].to_numpy(np.float64) - self.loc_[i]) / self.scale_[i]
-            out[uid] = {"values": values.astype(np.float32), "ds": group[TIME].to_numpy()}
-        return {uid: out[uid] for uid in ids if uid in out}
+        uid = frame[ID].to_numpy()
+        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
+        bounds = np.r_[starts, len(uid)]
+        index = {u: i for i, u in enumerate(self.ids_)}
+        rows = np.repeat([index[u] for u in uid[starts]], np.diff(bounds))
+        values = ((frame[value_cols].to_numpy(np.float64) - self.loc_[rows]) / self.scale_[rows]).astype(np.float32)
+        ds = frame[TIME].to_numpy()
+        out = {uid[a]: {"values": values[a:b], "ds": ds[a:b]} for a, b in zip(bounds[:-1], bounds[1:])}
+        return {u: out[u] for u in ids if u in out}
 
     def _calendar(self, ds) -> np.ndarray:
         if not self.calendar_features:
@@ -586,12 +589,14 @@ class NeuralForecaster(BaseEstimator):
     def _forecast(self, units, states, h, levels, future_df) -> pd.DataFrame:
         keys = list(units)
         n_blocks = math.ceil(h / self.horizon)
-        stamps = {k: future_timestamps(units[k]["ds"][-1], self.freq_, h) for k in keys}
-        futures = {
-            k: self._future_block(units[k], future_timestamps(units[k]["ds"][-1], self.freq_, n_blocks * self.horizon),
-                                  future_df, n_required=h)
-            for k in keys
-        }
+        after: dict[Any, Any] = {}  # panels mostly end on one stamp: one date range for all
+        for k in keys:
+            last = units[k]["ds"][-1]
+            if last not in after:
+                after[last] = future_timestamps(last, self.freq_, n_blocks * self.horizon)
+        ahead = {k: after[units[k]["ds"][-1]] for k in keys}
+        stamps = {k: ahead[k][:h] for k in keys}
+        futures = {k: self._future_block(units[k], ahead[k], future_df, n_required=h) for k in keys}
         points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
         quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
         X = {k: units[k]["X"] for k in keys}
@@ -621,9 +626,10 @@ class NeuralForecaster(BaseEstimator):
 
     def _to_frame(self, keys, units, stamps, points, quants, levels) -> pd.DataFrame:
         ids, ds, y, q = [], [], [], {lv: [] for lv in levels}
+        index = {uid: i for i, uid in enumerate(self.ids_)}
         for j, k in enumerate(keys):
             for c, uid in enumerate(units[k]["ids"]):
-                i = self.ids_.index(uid)
+                i = index[uid]
                 loc, scale = self.loc_[i, 0], self.scale_[i, 0]
                 ids += [uid] * len(stamps[k])
                 ds += list(stamps[k])
@@ -631,41 +637,64 @@ class NeuralForecaster(BaseEstimator):
                 for n, lv in enumerate(levels):
                     q[lv].append(quants[j, :, c, n] * scale + loc)
         frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
-        order = frame[ID].map({uid: i for i, uid in enumerate(self.ids_)})
+        order = frame[ID].map(index)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
     # ------------------------------------------------------------------ recurrent mode / streaming
-    def _run_steps(self, state, X: np.ndarray):
-        """Advance one unit's recurrent state over rows ``X (T, n_in)``; returns (hidden, state)."""
+    def _run_steps(self, entries, Xs: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Advance units' recurrent states (``entries``: ``{"z", "state", "n"}``) over their new rows
+        ``Xs[u] (T_u, n_in)``; returns new entries, the given states untouched.
+
+        Units with the same number of rows and state shapes step together as one batch."""
         import torch
 
-        z = None
+        groups: dict[tuple, list[int]] = {}
+        for u, (entry, X) in enumerate(zip(entries, Xs)):
+            key = (len(X), tuple(t.shape for t in _state_leaves(entry["state"])))
+            groups.setdefault(key, []).append(u)
+        out: list[dict[str, Any]] = [{}] * len(entries)
         with torch.no_grad():
-            rows = torch.as_tensor(X, dtype=torch.float32)
-            for t in range(len(rows)):
-                z, state = self.net_.step(rows[t : t + 1], state)  # (1, d_model)
-        return z, state
+            for members in groups.values():
+                state = _map_state(lambda *ts: torch.cat(ts), *[entries[u]["state"] for u in members])
+                z = torch.cat([entries[u]["z"] for u in members])
+                rows = torch.as_tensor(np.stack([Xs[u] for u in members]), dtype=torch.float32)  # (G, T, n_in)
+                for t in range(rows.shape[1]):
+                    z, state = self.net_.step(rows[:, t], state)  # (G, d_model)
+                for j, u in enumerate(members):
+                    out[u] = {"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state),
+                              "n": entries[u]["n"] + len(Xs[u])}
+        return out
 
-    def _prefill(self, X: np.ndarray):
-        """One unit's whole history ``X (T, n_in)`` in parallel; returns (hidden, state) as :meth:`_run_steps`
-        from the initial state would."""
+    def _prefill(self, Xs: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Units' whole histories ``Xs[u] (T_u, n_in)`` in parallel; returns the entries :meth:`_run_steps`
+        from the initial state would. Histories of equal length run as one batch (up to ~64k rows)."""
         import torch
 
+        by_length: dict[int, list[int]] = {}
+        for u, X in enumerate(Xs):
+            by_length.setdefault(len(X), []).append(u)
+        out: list[dict[str, Any]] = [{}] * len(Xs)
         with torch.no_grad():
-            return self.net_.prefill(torch.as_tensor(X, dtype=torch.float32)[None])  # (1, T, n_in)
+            for length, members in by_length.items():
+                size = max(1, _PREFILL_ROWS // length)
+                for first in range(0, len(members), size):
+                    batch = members[first : first + size]
+                    x = torch.as_tensor(np.stack([Xs[u] for u in batch]), dtype=torch.float32)  # (G, T, n_in)
+                    z, state = self.net_.prefill(x)  # (G, d_model)
+                    for j, u in enumerate(batch):
+                        out[u] = {"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state),
+                                  "n": length}
+        return out
 
     def _full_states(self, units, use_stream: bool):
         """Hidden states after the whole history of each unit (cached per unit for the training data)."""
-        hidden = []
-        for k, unit in units.items():
-            entry = self.stream_.get(k) if use_stream else None
-            if entry is None:
-                z, state = self._prefill(unit["X"])
-                entry = {"z": z, "state": state, "n": len(unit["X"])}
-                if use_stream:
-                    self.stream_[k] = entry
-            hidden.append(entry)
-        return hidden
+        keys = list(units)
+        cached = {k: self.stream_[k] for k in keys if use_stream and k in self.stream_}
+        missing = [k for k in keys if k not in cached]
+        fresh = dict(zip(missing, self._prefill([units[k]["X"] for k in missing])))
+        if use_stream:
+            self.stream_.update(fresh)
+        return [cached.get(k) or fresh[k] for k in keys]
 
     def _last_targets(self, X: np.ndarray) -> np.ndarray:
         """The last ``input_size`` target rows of a unit, zero-padded in front when the history is shorter."""
@@ -686,11 +715,7 @@ class NeuralForecaster(BaseEstimator):
         return point, quant
 
     def _advance_states(self, entries, keys, new_rows):
-        out = []
-        for entry, k in zip(entries, keys):
-            z, state = self._run_steps(copy.deepcopy(entry["state"]), new_rows[k])
-            out.append({"z": z, "state": state, "n": entry["n"] + len(new_rows[k])})
-        return out
+        return self._run_steps(entries, [new_rows[k] for k in keys])
 
     def update(self, df_new, h: int | None = None, quantiles=None, future_df=None) -> pd.DataFrame:
         """Stream new observations in and forecast from there, at O(1) cost per new observation.
@@ -710,8 +735,12 @@ class NeuralForecaster(BaseEstimator):
             raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
         new_units = self._history_units(frame, validated=True)
         offset = as_offset(self.freq_)
+        following: dict[Any, Any] = {}
         for k, unit in new_units.items():
-            expected = future_timestamps(self.history_[k]["ds"][-1], self.freq_, 1)[0]
+            last = self.history_[k]["ds"][-1]
+            if last not in following:
+                following[last] = future_timestamps(last, self.freq_, 1)[0]
+            expected = following[last]
             if unit["ds"][0] != expected:
                 raise ValueError(
                     f"df_new must continue series {unit['ids']} right after their last stamp "
@@ -722,11 +751,11 @@ class NeuralForecaster(BaseEstimator):
         self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
         before = dict(self.stream_), dict(self.history_)
         try:
-            for k, unit in new_units.items():
-                entry = self.stream_[k]
-                z, state = self._run_steps(entry["state"], unit["X"])  # steps return new states
-                self.stream_[k] = {"z": z, "state": state, "n": entry["n"] + len(unit["X"])}
-                self.history_[k] = _append_rows(self.history_[k], unit["X"], unit["ds"])
+            keys = list(new_units)
+            advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
+            for k, entry in zip(keys, advanced):
+                self.stream_[k] = entry
+                self.history_[k] = _append_rows(self.history_[k], new_units[k]["X"], new_units[k]["ds"])
             return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
         except BaseException:  # a bad h, quantiles or future_df: the rows are not absorbed, the call can be repeated
             self.stream_, self.history_ = before
@@ -797,6 +826,21 @@ class NeuralForecaster(BaseEstimator):
         est.net_ = net.eval()
         est.stream_ = {}
         return est
+
+
+def _state_leaves(state) -> list:
+    """The tensors of a recurrent state (a tensor or nested lists/tuples of them), in order."""
+    if isinstance(state, (list, tuple)):
+        return [t for part in state for t in _state_leaves(part)]
+    return [state]
+
+
+def _map_state(fn, *states):
+    """``fn`` applied leaf by leaf across states of the same structure (batch dim 0 on every tensor)."""
+    first = states[0]
+    if isinstance(first, (list, tuple)):
+        return type(first)(_map_state(fn, *parts) for parts in zip(*states, strict=True))
+    return fn(*states)
 
 
 def _append_rows(unit: dict, X: np.ndarray, ds: np.ndarray) -> dict:

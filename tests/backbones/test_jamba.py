@@ -125,9 +125,11 @@ def test_aux_loss_is_positive_minimal_when_balanced_and_sums_over_layers():
     stack(torch.randn(2, 10, 16))
     moes = [m for m in stack.modules() if isinstance(m, MixtureOfExperts)]
     assert len(moes) == 2
+    expected = moes[0].last_aux_loss + moes[1].last_aux_loss
     total = stack.aux_loss()
     assert total > 0
-    torch.testing.assert_close(total, moes[0].last_aux_loss + moes[1].last_aux_loss)
+    torch.testing.assert_close(total, expected)
+    assert all(m.last_aux_loss is None for m in moes) and stack.aux_loss() == 0.0  # consumed: no graph kept
 
 
 @pytest.mark.parametrize("mamba_version", [1, 2])

@@ -96,3 +96,39 @@ def test_prefill_equals_forward_and_unrolled_steps(config_cls, length):
     for p, s in zip(a, b, strict=True):
         torch.testing.assert_close(p, s, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(after_prefill, after_steps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)
+def test_batched_streaming_equals_one_series_at_a_time(config_cls, monkeypatch):
+    """``update`` and ``context="full"`` run the series' recurrent states as batches (equal history lengths
+    prefill together, equal row counts step together); the reference steps each series alone, row by row."""
+    import copy
+
+    import ssmcast.forecasters.base as base
+
+    panel = make_panel(n_series=5, length=60)
+    cut = {"s0": 40, "s1": 40, "s2": 43, "s3": 46, "s4": 40}
+    extra = {"s0": 5, "s1": 5, "s2": 2, "s4": 8}  # s3 gets no new rows
+    position = panel.groupby("unique_id").cumcount()
+    limit = panel["unique_id"].map(cut)
+    train = panel[position < limit]
+    new = panel[(position >= limit) & (position < limit + panel["unique_id"].map(extra).fillna(0))]
+    est = forecaster_for(config_cls)(input_size=16, horizon=4, max_epochs=1, batch_size=64, verbose=False,
+                                     backbone=tiny_config(config_cls), val_size=0, revin=False).fit(train)
+    alone = copy.deepcopy(est)
+    monkeypatch.setattr(base, "_PREFILL_ROWS", 80)  # two 40-row histories a prefill batch
+    streamed = est.update(new)
+    for uid in extra:
+        alone.update(new[new.unique_id == uid])
+    pd.testing.assert_frame_equal(streamed, alone.predict(context="full"), rtol=1e-4, atol=1e-5)
+
+    net = est.net_
+    for k, unit in est.history_.items():
+        assert len(unit["X"]) == cut[unit["ids"][0]] + extra.get(unit["ids"][0], 0)
+        with torch.no_grad():
+            state = net.initial_state(1)
+            for row in torch.as_tensor(unit["X"]):
+                z, state = net.step(row[None], state)  # (1, d_model)
+        torch.testing.assert_close(est.stream_[k]["z"], z, rtol=1e-4, atol=1e-5)
+        for a, b in zip(flat_states(est.stream_[k]["state"]), flat_states(state), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -212,6 +212,21 @@ def test_revin_default_and_streaming_needs_it_off():
         est.predict(context="full")
 
 
+def test_recurrent_rollout_from_the_state_feeds_its_blocks_back():
+    """``context="full"`` with ``h > horizon``: each further block steps the recurrent state over the point
+    forecasts of the block before, as a full-context forecast from the extended history does."""
+    est = tiny(val_size=0, max_epochs=1).fit(make_panel())
+    first = est.predict(context="full", quantiles=[])
+    long = est.predict(h=3 * est.horizon, context="full", quantiles=[])
+    assert long.groupby("unique_id").size().tolist() == [18, 18]
+    pd.testing.assert_frame_equal(long.groupby("unique_id").head(6).reset_index(drop=True), first)
+    fed = pd.concat([make_panel(), first.rename(columns={"y_pred": "y"})]).sort_values(["unique_id", "ds"])
+    second = est.predict(df=fed, context="full", quantiles=[])
+    np.testing.assert_allclose(long.groupby("unique_id").nth(list(range(6, 12)))["y_pred"], second["y_pred"],
+                               rtol=1e-4, atol=1e-5)
+    pd.testing.assert_frame_equal(est.predict(context="full", quantiles=[]), first)  # the cached states stay
+
+
 @pytest.mark.parametrize("linear_skip", [True, False])
 def test_recurrent_forecast_over_one_window_equals_the_parallel_one(linear_skip):
     """``context="full"`` (step by step, then the head and the skip) on exactly ``input_size`` observations
