@@ -511,7 +511,23 @@ class NeuralForecaster(BaseEstimator):
         units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in ids]))
         return {self.unit_of_[u["ids"][0]]: u for u in units}
 
-    def _future_block(self, unit, stamps, future_df, n_required: int) -> np.ndarray:
+    def _future_rows(self, future_df) -> dict[str, pd.DataFrame]:
+        """``future_df`` checked and split by series, each indexed by ``ds`` ({} without future covariates)."""
+        _, future, _ = self._columns()
+        if not future:
+            return {}
+        if future_df is None:
+            raise ValueError(f"this model uses future_covariates {future}: pass future_df with their values "
+                             f"over the forecast horizon")
+        if not isinstance(future_df, pd.DataFrame) or not {ID, TIME} <= set(future_df.columns):
+            raise ValueError(f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}")
+        missing = [c for c in future if c not in future_df.columns]
+        if missing:
+            raise ValueError(f"future_df lacks the future covariate column(s) {missing}")
+        ids = future_df[ID].astype(str).to_numpy()
+        return {uid: rows.set_index(TIME) for uid, rows in future_df.groupby(ids, sort=False)}
+
+    def _future_block(self, unit, stamps, future_rows: dict[str, pd.DataFrame], n_required: int) -> np.ndarray:
         """Known-in-advance inputs over ``stamps``: future covariates (scaled) then calendar.
 
         Future covariates are required over the first ``n_required`` stamps (the forecast steps); the rest
@@ -520,23 +536,14 @@ class NeuralForecaster(BaseEstimator):
         _, future, _ = self._columns()
         parts = []
         if future:
-            stamps, padding = stamps[:n_required], len(stamps) - n_required
+            required, padding = stamps[:n_required], len(stamps) - n_required
             uid = unit["ids"][0]
-            if future_df is None:
-                raise ValueError(f"this model uses future_covariates {future}: pass future_df with their values "
-                                 f"over the forecast horizon")
-            if not isinstance(future_df, pd.DataFrame) or not {ID, TIME} <= set(future_df.columns):
-                raise ValueError(f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}")
-            missing = [c for c in future if c not in future_df.columns]
-            if missing:
-                raise ValueError(f"future_df lacks the future covariate column(s) {missing}")
-            rows = future_df[future_df[ID].astype(str) == uid].set_index(TIME)
             try:
-                block = rows.loc[stamps, future].to_numpy(np.float64)
+                block = future_rows[uid].loc[required, future].to_numpy(np.float64)
             except KeyError:
                 raise ValueError(
-                    f"future_df misses future covariate values for series {uid!r} over the {len(stamps)} "
-                    f"forecast steps {stamps[0]} .. {stamps[-1]}"
+                    f"future_df misses future covariate values for series {uid!r} over the {len(required)} "
+                    f"forecast steps {required[0]} .. {required[-1]}"
                 ) from None
             if not np.isfinite(block).all():
                 raise ValueError(f"future_df has NaN/inf future covariates for series {uid!r}")
@@ -545,7 +552,6 @@ class NeuralForecaster(BaseEstimator):
             cols = slice(1 + len(past), 1 + len(past) + len(future))
             block = np.concatenate([block, np.repeat(block[-1:], padding, axis=0)])
             parts.append((block - self.loc_[i, cols]) / self.scale_[i, cols])
-            stamps = future_timestamps(unit["ds"][-1], self.freq_, n_required + padding)
         parts.append(self._calendar(stamps))
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(stamps), 0), np.float32)
 
@@ -596,7 +602,8 @@ class NeuralForecaster(BaseEstimator):
                 after[last] = future_timestamps(last, self.freq_, n_blocks * self.horizon)
         ahead = {k: after[units[k]["ds"][-1]] for k in keys}
         stamps = {k: ahead[k][:h] for k in keys}
-        futures = {k: self._future_block(units[k], ahead[k], future_df, n_required=h) for k in keys}
+        future_rows = self._future_rows(future_df)
+        futures = {k: self._future_block(units[k], ahead[k], future_rows, n_required=h) for k in keys}
         points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
         quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
         X = {k: units[k]["X"] for k in keys}

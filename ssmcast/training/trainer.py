@@ -68,10 +68,13 @@ def build_trainer(
             mode="min",
             save_top_k=1,
             save_last=True,
+            save_on_train_epoch_end=False if has_val else None,  # with validation: after it, when val_loss exists
         )
         callbacks.append(checkpoint)
     if has_val and early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor="val_loss", patience=int(early_stopping_patience), mode="min"))
+        # checked after validation only: a run cut short mid-epoch (max_steps) has no val_loss to judge
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=int(early_stopping_patience), mode="min",
+                                       check_on_train_epoch_end=False))
     kwargs: dict[str, Any] = dict(
         max_epochs=max_epochs,
         accelerator=accelerator,

@@ -155,8 +155,16 @@ def test_covariates_future_and_static():
     future = pd.concat([pd.DataFrame({"unique_id": u, "ds": stamps, "promo": 1.0}) for u in ("s0", "s1")])
     pred = est.predict(future_df=future)
     assert len(pred) == 12
+    pd.testing.assert_frame_equal(est.predict(future_df=future.sample(frac=1, random_state=0)), pred)  # row order
+    other = est.predict(future_df=future.assign(promo=np.where(future.unique_id == "s1", 0.0, 1.0)))
+    pd.testing.assert_frame_equal(other[other.unique_id == "s0"], pred[pred.unique_id == "s0"])  # each its own rows
+    assert not np.allclose(other.loc[other.unique_id == "s1", "y_pred"], pred.loc[pred.unique_id == "s1", "y_pred"])
     with pytest.raises(ValueError, match="future_df"):
         est.predict()
+    with pytest.raises(ValueError, match=r"lacks the future covariate column\(s\) \['promo'\]"):
+        est.predict(future_df=future.drop(columns="promo"))
+    with pytest.raises(ValueError, match="long DataFrame with columns unique_id, ds, promo"):
+        est.predict(future_df=future.to_numpy())
     with pytest.raises(ValueError, match="misses future covariate values"):
         est.predict(future_df=future.iloc[:3])
     with pytest.raises(ValueError, match="lacks the covariate column"):
@@ -264,3 +272,24 @@ def test_nan_loss_is_named():
     panel["y"] = panel["y"] * 1e30  # unscaled, the squared errors overflow float32
     with pytest.raises(NonFiniteLossError, match="learning rate"):
         tiny(scaler=None, loss="mse").fit(panel)
+
+
+def test_fit_keeps_the_best_validation_weights(tmp_path):
+    est = tiny(max_epochs=3, checkpoint_dir=str(tmp_path)).fit(make_panel())
+    assert {p.name for p in tmp_path.iterdir()} == {"best.ckpt", "last.ckpt"}
+    import torch
+
+    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=True)
+    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
+    assert weights.keys() == est.net_.state_dict().keys()
+    for name, value in est.net_.state_dict().items():
+        torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_training_cut_short_mid_epoch_with_a_validation_set(tmp_path, checkpoint):
+    """``trainer_kwargs={"max_steps": n}`` stops before any validation: no early-stopping or checkpoint error,
+    the last weights stay."""
+    est = tiny(max_epochs=3, trainer_kwargs={"max_steps": 2}, checkpoint_dir=str(tmp_path) if checkpoint else None)
+    est.fit(make_panel())
+    assert est.n_epochs_ == 1 and est.predict()["y_pred"].notna().all()  # the first epoch, cut short
