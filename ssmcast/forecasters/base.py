@@ -234,10 +234,17 @@ class NeuralForecaster(BaseEstimator):
         out = {uid[a]: {"values": values[a:b], "ds": ds[a:b]} for a, b in zip(bounds[:-1], bounds[1:])}
         return {u: out[u] for u in ids if u in out}
 
-    def _calendar(self, ds) -> np.ndarray:
+    def _calendar(self, ds, cache: dict | None = None) -> np.ndarray:
+        """Calendar features of the stamps ``ds`` (on the ``freq_`` grid, so its first stamp and length name it;
+        ``cache`` shares them between series over the same stamps)."""
         if not self.calendar_features:
             return np.zeros((len(ds), 0), np.float32)
-        return calendar_features(ds, self.freq_)
+        if cache is None:
+            return calendar_features(ds, self.freq_)
+        key = (ds[0], len(ds))
+        if key not in cache:
+            cache[key] = calendar_features(ds, self.freq_)
+        return cache[key]
 
     def _unit_inputs(self, series: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Turn per-series arrays into units: ``X (T, n_inputs)`` = targets, past, future, calendar."""
@@ -252,9 +259,9 @@ class NeuralForecaster(BaseEstimator):
             X = np.concatenate([s["values"] for s in series.values()], axis=1)
             X = np.concatenate([X, self._calendar(ds[0])], axis=1)
             return [{"ids": list(series), "X": X, "ds": ds[0], "static": np.zeros(0, np.float32)}]
-        units = []
+        units, cache = [], {}
         for uid, s in series.items():
-            X = np.concatenate([s["values"], self._calendar(s["ds"])], axis=1)
+            X = np.concatenate([s["values"], self._calendar(s["ds"], cache)], axis=1)
             static = self.static_values_.get(uid, np.zeros(0, np.float32))
             units.append({"ids": [uid], "X": X, "ds": s["ds"], "static": static})
         return units
@@ -316,7 +323,7 @@ class NeuralForecaster(BaseEstimator):
         self.freq_ = None
         min_len = self.input_size + self.horizon
         frame = self._validate_frame(df, "the training frame", min_length=1)
-        self.freq_ = infer_freq(frame)
+        self.freq_ = frame.attrs.get("freq") or infer_freq(frame)  # validate inferred it (None: one row each)
         self.ids_ = list(pd.unique(frame[ID]))
         past, future, static = self._columns()
         lengths = frame.groupby(ID, sort=False).size()
@@ -527,7 +534,8 @@ class NeuralForecaster(BaseEstimator):
         ids = future_df[ID].astype(str).to_numpy()
         return {uid: rows.set_index(TIME) for uid, rows in future_df.groupby(ids, sort=False)}
 
-    def _future_block(self, unit, stamps, future_rows: dict[str, pd.DataFrame], n_required: int) -> np.ndarray:
+    def _future_block(self, unit, stamps, future_rows: dict[str, pd.DataFrame], n_required: int,
+                      calendar_cache: dict | None = None) -> np.ndarray:
         """Known-in-advance inputs over ``stamps``: future covariates (scaled) then calendar.
 
         Future covariates are required over the first ``n_required`` stamps (the forecast steps); the rest
@@ -552,7 +560,7 @@ class NeuralForecaster(BaseEstimator):
             cols = slice(1 + len(past), 1 + len(past) + len(future))
             block = np.concatenate([block, np.repeat(block[-1:], padding, axis=0)])
             parts.append((block - self.loc_[i, cols]) / self.scale_[i, cols])
-        parts.append(self._calendar(stamps))
+        parts.append(self._calendar(stamps, calendar_cache))
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(stamps), 0), np.float32)
 
     def predict(self, h: int | None = None, df=None, quantiles=None, context: str = "window", future_df=None):
@@ -603,7 +611,8 @@ class NeuralForecaster(BaseEstimator):
         ahead = {k: after[units[k]["ds"][-1]] for k in keys}
         stamps = {k: ahead[k][:h] for k in keys}
         future_rows = self._future_rows(future_df)
-        futures = {k: self._future_block(units[k], ahead[k], future_rows, n_required=h) for k in keys}
+        calendar_cache: dict = {}
+        futures = {k: self._future_block(units[k], ahead[k], future_rows, h, calendar_cache) for k in keys}
         points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
         quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
         X = {k: units[k]["X"] for k in keys}

@@ -293,3 +293,22 @@ def test_training_cut_short_mid_epoch_with_a_validation_set(tmp_path, checkpoint
     est = tiny(max_epochs=3, trainer_kwargs={"max_steps": 2}, checkpoint_dir=str(tmp_path) if checkpoint else None)
     est.fit(make_panel())
     assert est.n_epochs_ == 1 and est.predict()["y_pred"].notna().all()  # the first epoch, cut short
+
+
+def test_calendar_features_follow_each_series_own_stamps():
+    """Series over the same stamps share one calendar computation; each unit still gets its own stamps' rows."""
+    from ssmcast.forecasters.features import calendar_features
+
+    panel = make_panel(n_series=4, length=80)
+    shifted = panel.assign(ds=panel.ds + pd.to_timedelta(np.where(panel.unique_id.isin(["s2", "s3"]), 7, 0), unit="h"))
+    shifted = shifted[~((shifted.unique_id == "s3") & (shifted.ds < shifted.ds.min() + pd.Timedelta(hours=12)))]
+    est = tiny(calendar_features=True, val_size=0, max_epochs=1).fit(shifted)
+    C = est.n_targets_
+    for unit in est.history_.values():
+        np.testing.assert_array_equal(unit["X"][:, C:], calendar_features(unit["ds"], est.freq_))
+    pred = est.predict(quantiles=[])
+    for uid, group in pred.groupby("unique_id"):
+        last = shifted.loc[shifted.unique_id == uid, "ds"].max()
+        assert group["ds"].iloc[0] == last + pd.Timedelta(hours=1)
+        alone = est.predict(df=shifted[shifted.unique_id == uid], quantiles=[])  # its future calendar alone
+        pd.testing.assert_frame_equal(alone, group.reset_index(drop=True), rtol=1e-5, atol=1e-6)
