@@ -603,11 +603,7 @@ class NeuralForecaster(BaseEstimator):
     def _forecast(self, units, states, h, levels, future_df) -> pd.DataFrame:
         keys = list(units)
         n_blocks = math.ceil(h / self.horizon)
-        after: dict[Any, Any] = {}  # panels mostly end on one stamp: one date range for all
-        for k in keys:
-            last = units[k]["ds"][-1]
-            if last not in after:
-                after[last] = future_timestamps(last, self.freq_, n_blocks * self.horizon)
+        after = self._stamps_after([units[k]["ds"][-1] for k in keys], n_blocks * self.horizon)
         ahead = {k: after[units[k]["ds"][-1]] for k in keys}
         stamps = {k: ahead[k][:h] for k in keys}
         future_rows = self._future_rows(future_df)
@@ -637,8 +633,12 @@ class NeuralForecaster(BaseEstimator):
                     new_rows[k] = rows
                     X[k] = np.concatenate([X[k], rows])
                 if states is not None:
-                    states = self._advance_states(states, keys, new_rows)
+                    states = self._run_steps(states, [new_rows[k] for k in keys])
         return self._to_frame(keys, units, stamps, points[:, :h], quants[:, :h], levels)
+
+    def _stamps_after(self, lasts, n: int) -> dict:
+        """The ``n`` stamps after each distinct last stamp (panels mostly end on one: one date range for all)."""
+        return {last: future_timestamps(last, self.freq_, n) for last in dict.fromkeys(lasts)}
 
     def _to_frame(self, keys, units, stamps, points, quants, levels) -> pd.DataFrame:
         ids, ds, y, q = [], [], [], {lv: [] for lv in levels}
@@ -676,14 +676,13 @@ class NeuralForecaster(BaseEstimator):
                 rows = torch.as_tensor(np.stack([Xs[u] for u in members]), dtype=torch.float32)  # (G, T, n_in)
                 for t in range(rows.shape[1]):
                     z, state = self.net_.step(rows[:, t], state)  # (G, d_model)
-                for j, u in enumerate(members):
-                    out[u] = {"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state),
-                              "n": entries[u]["n"] + len(Xs[u])}
+                for u, entry in zip(members, _split_entries(z, state, [entries[u]["n"] + len(Xs[u]) for u in members])):
+                    out[u] = entry
         return out
 
     def _prefill(self, Xs: list[np.ndarray]) -> list[dict[str, Any]]:
         """Units' whole histories ``Xs[u] (T_u, n_in)`` in parallel; returns the entries :meth:`_run_steps`
-        from the initial state would. Histories of equal length run as one batch (up to ~64k rows)."""
+        from the initial state would. Histories of equal length run as one batch (up to ``_PREFILL_ROWS`` rows)."""
         import torch
 
         by_length: dict[int, list[int]] = {}
@@ -697,9 +696,8 @@ class NeuralForecaster(BaseEstimator):
                     batch = members[first : first + size]
                     x = torch.as_tensor(np.stack([Xs[u] for u in batch]), dtype=torch.float32)  # (G, T, n_in)
                     z, state = self.net_.prefill(x)  # (G, d_model)
-                    for j, u in enumerate(batch):
-                        out[u] = {"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state),
-                                  "n": length}
+                    for u, entry in zip(batch, _split_entries(z, state, [length] * len(batch))):
+                        out[u] = entry
         return out
 
     def _full_states(self, units, use_stream: bool):
@@ -730,9 +728,6 @@ class NeuralForecaster(BaseEstimator):
             quant = self.loss_fn_.quantiles(out, levels).numpy()
         return point, quant
 
-    def _advance_states(self, entries, keys, new_rows):
-        return self._run_steps(entries, [new_rows[k] for k in keys])
-
     def update(self, df_new, h: int | None = None, quantiles=None, future_df=None) -> pd.DataFrame:
         """Stream new observations in and forecast from there, at O(1) cost per new observation.
 
@@ -751,12 +746,9 @@ class NeuralForecaster(BaseEstimator):
             raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
         new_units = self._history_units(frame, validated=True)
         offset = as_offset(self.freq_)
-        following: dict[Any, Any] = {}
+        following = self._stamps_after([self.history_[k]["ds"][-1] for k in new_units], 1)
         for k, unit in new_units.items():
-            last = self.history_[k]["ds"][-1]
-            if last not in following:
-                following[last] = future_timestamps(last, self.freq_, 1)[0]
-            expected = following[last]
+            expected = following[self.history_[k]["ds"][-1]][0]
             if unit["ds"][0] != expected:
                 raise ValueError(
                     f"df_new must continue series {unit['ids']} right after their last stamp "
@@ -857,6 +849,12 @@ def _map_state(fn, *states):
     if isinstance(first, (list, tuple)):
         return type(first)(_map_state(fn, *parts) for parts in zip(*states, strict=True))
     return fn(*states)
+
+
+def _split_entries(z, state, ns: list[int]) -> list[dict[str, Any]]:
+    """Per-unit entries ``{"z", "state", "n"}`` from a batch's hidden ``z (G, d_model)`` and state."""
+    return [{"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state), "n": n}
+            for j, n in enumerate(ns)]
 
 
 def _append_rows(unit: dict, X: np.ndarray, ds: np.ndarray) -> dict:
