@@ -289,10 +289,18 @@ def test_fit_keeps_the_best_validation_weights(tmp_path):
 @pytest.mark.parametrize("checkpoint", [False, True])
 def test_training_cut_short_mid_epoch_with_a_validation_set(tmp_path, checkpoint):
     """``trainer_kwargs={"max_steps": n}`` stops before any validation: no early-stopping or checkpoint error,
-    the last weights stay."""
+    the last weights stay, and with a checkpoint_dir a last.ckpt (no best.ckpt: no val_loss was ever judged)."""
     est = tiny(max_epochs=3, trainer_kwargs={"max_steps": 2}, checkpoint_dir=str(tmp_path) if checkpoint else None)
     est.fit(make_panel())
     assert est.n_epochs_ == 1 and est.predict()["y_pred"].notna().all()  # the first epoch, cut short
+    if checkpoint:
+        assert {p.name for p in tmp_path.iterdir()} == {"last.ckpt"}
+        import torch
+
+        last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
+        assert last["global_step"] == 2
+        for name, value in est.net_.state_dict().items():
+            torch.testing.assert_close(value, last["state_dict"]["net." + name], rtol=0, atol=0)
 
 
 def test_calendar_features_follow_each_series_own_stamps():
