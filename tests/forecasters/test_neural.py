@@ -274,16 +274,22 @@ def test_nan_loss_is_named():
         tiny(scaler=None, loss="mse").fit(panel)
 
 
-def test_fit_keeps_the_best_validation_weights(tmp_path):
-    est = tiny(max_epochs=3, checkpoint_dir=str(tmp_path)).fit(make_panel())
-    assert {p.name for p in tmp_path.iterdir()} == {"best.ckpt", "last.ckpt"}
+def assert_fitted_weights_are(est, path) -> dict:
+    """The fitted net's weights equal the checkpoint's exactly; returns the checkpoint."""
     import torch
 
-    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=True)
-    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     assert weights.keys() == est.net_.state_dict().keys()
     for name, value in est.net_.state_dict().items():
         torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
+    return ckpt
+
+
+def test_fit_keeps_the_best_validation_weights(tmp_path):
+    est = tiny(max_epochs=3, checkpoint_dir=str(tmp_path)).fit(make_panel())
+    assert {p.name for p in tmp_path.iterdir()} == {"best.ckpt", "last.ckpt"}
+    assert_fitted_weights_are(est, tmp_path / "best.ckpt")
 
 
 @pytest.mark.parametrize("checkpoint", [False, True])
@@ -295,12 +301,7 @@ def test_training_cut_short_mid_epoch_with_a_validation_set(tmp_path, checkpoint
     assert est.n_epochs_ == 1 and est.predict()["y_pred"].notna().all()  # the first epoch, cut short
     if checkpoint:
         assert {p.name for p in tmp_path.iterdir()} == {"last.ckpt"}
-        import torch
-
-        last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
-        assert last["global_step"] == 2
-        for name, value in est.net_.state_dict().items():
-            torch.testing.assert_close(value, last["state_dict"]["net." + name], rtol=0, atol=0)
+        assert assert_fitted_weights_are(est, tmp_path / "last.ckpt")["global_step"] == 2
 
 
 def test_calendar_features_follow_each_series_own_stamps():
