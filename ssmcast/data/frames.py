@@ -30,6 +30,7 @@ __all__ = [
     "to_long",
     "to_wide",
     "validate",
+    "validate_long",
     "infer_freq",
     "future_timestamps",
     "fill_gaps",
@@ -533,11 +534,23 @@ def validate(
     covariates come back as float64; ``ds`` keeps its dtype; ``unique_id`` is ``str``. The frequency used
     is stored in ``result.attrs["freq"]`` (``None`` when every series has a single row and none was given).
     """
+    return validate_long(to_long(df), min_length=min_length, freq=freq, fill=fill, covariates=covariates)
+
+
+def validate_long(
+    frame: pd.DataFrame,
+    *,
+    min_length: int = 1,
+    freq=None,
+    fill: str | None = None,
+    covariates: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """:func:`validate` of a frame that is already :func:`to_long`'s output (callers that needed the long
+    frame first, e.g. to look at its columns, save converting it twice)."""
     if fill not in FILL_POLICIES:
         raise ValueError(f"fill must be one of {FILL_POLICIES}; got {fill!r}")
     if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
         raise ValueError(f"min_length must be a positive integer; got {min_length!r}")
-    frame = to_long(df)
     if len(frame) == 0:
         raise ValueError("empty frame: no rows")
     if frame[ID].isna().any():

@@ -28,7 +28,17 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ssmcast.backbones.config import BackboneConfig
-from ssmcast.data.frames import ID, TARGET, TIME, as_offset, future_timestamps, infer_freq, to_long, validate
+from ssmcast.data.frames import (
+    ID,
+    TARGET,
+    TIME,
+    as_offset,
+    future_timestamps,
+    infer_freq,
+    to_long,
+    validate,
+    validate_long,
+)
 from ssmcast.data.scaling import SeriesScaler
 from ssmcast.data.windows import BatchedWindows, SeriesPanel, WindowDataset, collate_windows
 from ssmcast.forecasters.features import calendar_features
@@ -206,8 +216,8 @@ class NeuralForecaster(BaseEstimator):
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise ValueError(f"{what} lacks the covariate column(s) {missing} given at construction")
-        return validate(frame, min_length=min_length, fill=self.fill, covariates=wanted,
-                        freq=getattr(self, "freq_", None))
+        return validate_long(frame, min_length=min_length, fill=self.fill, covariates=wanted,
+                             freq=getattr(self, "freq_", None))
 
     # ------------------------------------------------------------------ data preparation
     def _fit_scaler(self, train: pd.DataFrame, value_cols: list[str]) -> None:

@@ -97,6 +97,25 @@ def test_update_equals_full_context_predict():
         est.update(new1)  # stale rows: not right after the last stamp
 
 
+def test_update_converts_the_new_rows_to_long_once(monkeypatch):
+    import ssmcast.data.frames as frames
+    import ssmcast.forecasters.base as base
+
+    panel = make_panel(length=120)
+    est = tiny(val_size=0).fit(panel.groupby("unique_id").head(110))
+    calls = []
+
+    def counted(df, **kw):
+        calls.append(len(df))
+        return frames.to_long.__wrapped__(df, **kw)
+
+    counted.__wrapped__ = frames.to_long
+    monkeypatch.setattr(frames, "to_long", counted)
+    monkeypatch.setattr(base, "to_long", counted)
+    est.update(panel.groupby("unique_id").nth([110, 111]))
+    assert calls == [4]  # one conversion to the long frame (there were two)
+
+
 def test_failed_update_absorbs_nothing():
     panel = make_panel(length=140)
     train = panel.groupby("unique_id").head(110)
