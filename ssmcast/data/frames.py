@@ -4,7 +4,8 @@
   canonical long frame, sorted by ``(unique_id, ds)`` with a fresh ``RangeIndex``;
 * :func:`to_wide` is its inverse (index ``ds``, one column per ``unique_id``);
 * :func:`validate` runs :func:`to_long` plus every check a model relies on and returns a clean copy whose
-  series lie on a complete, regular time grid with finite values;
+  series lie on a complete, regular time grid with finite values (:func:`validate_long` skips the
+  conversion for a frame that is already :func:`to_long`'s output);
 * :func:`infer_freq`, :func:`future_timestamps` and :func:`fill_gaps` deal with the time grid.
 
 ``ds`` is either datetime-like (pandas-3 frequency aliases: ``"h"``, ``"min"``, ``"15min"``, ``"D"``,
