@@ -103,13 +103,12 @@ def test_update_converts_the_new_rows_to_long_once(monkeypatch):
 
     panel = make_panel(length=120)
     est = tiny(val_size=0).fit(panel.groupby("unique_id").head(110))
-    calls = []
+    calls, original = [], frames.to_long
 
     def counted(df, **kw):
         calls.append(len(df))
-        return frames.to_long.__wrapped__(df, **kw)
+        return original(df, **kw)
 
-    counted.__wrapped__ = frames.to_long
     monkeypatch.setattr(frames, "to_long", counted)
     monkeypatch.setattr(base, "to_long", counted)
     est.update(panel.groupby("unique_id").nth([110, 111]))
