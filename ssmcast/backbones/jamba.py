@@ -164,6 +164,7 @@ class JambaConfig(BackboneConfig):
     chunk_size: int = 64
     dropout: float = 0.0
     norm: str = "rms"
+    backend: str = "auto"  # the Mamba layers' scan: auto, torch, numba, triton or mamba_ssm (ssmcast.ops.backends)
 
     def layer_kinds(self) -> list[str]:
         """``"attention"`` or ``"mamba"``, then ``"+moe"`` or ``"+mlp"``, for each layer."""
@@ -197,7 +198,8 @@ class JambaConfig(BackboneConfig):
 
     def _mamba(self) -> nn.Module:
         if self.mamba_version == 1:
-            return Mamba(self.d_model, d_state=self.d_state, d_conv=self.d_conv, expand=self.expand)
+            return Mamba(self.d_model, d_state=self.d_state, d_conv=self.d_conv, expand=self.expand,
+                         backend=self.backend)  # fmt: skip
         return Mamba2(
             self.d_model,
             d_state=self.d_state,
@@ -206,6 +208,7 @@ class JambaConfig(BackboneConfig):
             head_dim=self.head_dim,
             n_groups=self.n_groups,
             chunk_size=self.chunk_size,
+            backend=self.backend,
         )
 
     def build(self) -> Jamba:

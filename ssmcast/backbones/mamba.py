@@ -10,7 +10,8 @@ One block maps ``u (B, L, D) -> (B, L, D)``::
     y_t = C_t h_t + D x_t
     out = out_proj(y * silu(z))
 
-``forward`` runs the whole sequence through :func:`ssmcast.ops.selective_scan.selective_scan`;
+``forward`` runs the whole sequence through :func:`ssmcast.ops.selective_scan.selective_scan` (its ``backend``:
+the fused numba kernel on the CPU and Triton on CUDA under ``"auto"``, the plain PyTorch reference with ``"torch"``);
 ``step`` advances one token in O(1) time and memory, keeping the last ``d_conv`` conv inputs
 ``(B, ED, d_conv)`` and the SSM state ``(B, ED, N)``. Initialisation follows ``mamba_simple.py``:
 S4D-Real ``A = -(1, ..., N)``, ``D = 1``, ``dt`` log-uniform in ``[dt_min, dt_max]`` stored as the
@@ -28,6 +29,7 @@ from torch import nn
 
 from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
+from ssmcast.ops.backends import check_backend
 from ssmcast.ops.selective_scan import selective_scan, selective_state_update
 
 
@@ -97,8 +99,10 @@ class Mamba(nn.Module):
         dt_init_floor: float = 1e-4,
         conv_bias: bool = True,
         bias: bool = False,
+        backend: str = "auto",
     ):
         super().__init__()
+        self.backend = check_backend(backend)
         if dt_rank == "auto":
             dt_rank = math.ceil(d_model / 16)
         if not isinstance(dt_rank, int) or dt_rank < 1:
@@ -154,6 +158,7 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.to(sd),
             delta_softplus=True,
             return_last_state=return_state,
+            backend=self.backend,
         )  # (B, ED, L)
         y, last = out if return_state else (out, None)
         y = self.out_proj(y.transpose(1, 2).to(self.out_proj.weight.dtype))  # (B, L, d_model)
@@ -212,6 +217,7 @@ class MambaConfig(BackboneConfig):
     dt_max: float = 1e-1
     dropout: float = 0.0
     norm: str = "rms"
+    backend: str = "auto"  # the selective scan's: auto, torch, numba, triton or mamba_ssm (ssmcast.ops.backends)
 
     def build(self) -> SequenceStack:
         return self.residual_stack(lambda: Mamba(
@@ -222,4 +228,5 @@ class MambaConfig(BackboneConfig):
             dt_rank=self.dt_rank,
             dt_min=self.dt_min,
             dt_max=self.dt_max,
+            backend=self.backend,
         ))

@@ -10,7 +10,8 @@ One block maps ``u (B, L, D) -> (B, L, D)``::
     y_t = h_t C_t + D x_t
     out = out_proj(gated_rmsnorm(y, z))        # rmsnorm(y * silu(z)), per group
 
-``forward`` runs the chunked SSD algorithm (:func:`ssmcast.ops.ssd.ssd`); ``step``
+``forward`` runs :func:`ssmcast.ops.ssd.ssd` (by its ``backend``: the fused kernels under ``"auto"``, the chunked
+SSD algorithm with ``"torch"``); ``step``
 (:func:`ssmcast.ops.ssd.ssd_state_update`) advances one token in O(1), keeping the conv inputs
 ``(B, ED + 2GN, d_conv)`` and the SSM state ``(B, H, P, N)``.
 Initialisation follows ``mamba2_simple.py``: ``A`` uniform in ``A_init_range``, ``D = 1``, ``dt``
@@ -35,6 +36,7 @@ from ssmcast.backbones.mamba import (
     init_dt_bias,
     state_dtype,
 )
+from ssmcast.ops.backends import check_backend
 from ssmcast.ops.ssd import ssd, ssd_state_update
 
 
@@ -74,8 +76,10 @@ class Mamba2(nn.Module):
         dt_init_floor: float = 1e-4,
         conv_bias: bool = True,
         bias: bool = False,
+        backend: str = "auto",
     ):
         super().__init__()
+        self.backend = check_backend(backend)
         for name, value in (
             ("d_model", d_model),
             ("d_state", d_state),
@@ -145,6 +149,7 @@ class Mamba2(nn.Module):
             dt_bias=self.dt_bias.to(sd),
             dt_softplus=True,
             return_final_states=return_state,
+            backend=self.backend,
         )  # (B, L, H, P)
         y, last = out if return_state else (out, None)
         y = self.out_proj(self.norm(y.flatten(-2), z).to(self.out_proj.weight.dtype))  # (B, L, d_model)
@@ -203,6 +208,7 @@ class Mamba2Config(BackboneConfig):
     dt_max: float = 1e-1
     dropout: float = 0.0
     norm: str = "rms"
+    backend: str = "auto"  # the SSD scan's: auto, torch, numba, triton or mamba_ssm (ssmcast.ops.backends)
 
     def build(self) -> SequenceStack:
         return self.residual_stack(lambda: Mamba2(
@@ -215,4 +221,5 @@ class Mamba2Config(BackboneConfig):
             chunk_size=self.chunk_size,
             dt_min=self.dt_min,
             dt_max=self.dt_max,
+            backend=self.backend,
         ))

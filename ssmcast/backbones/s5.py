@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
+from ssmcast.ops.backends import check_backend
 from ssmcast.ops.hippo import nplr_legs
 from ssmcast.ops.s5 import discretize, s5_scan
 
@@ -73,6 +74,7 @@ class S5(nn.Module):
         ssm_lr: learning rate of ``Lambda``, ``B``, ``log_dt`` (tagged, weight decay 0); None: the global lr.
         clip_eigs: clamp ``Re(Lambda) <= -1e-4`` so every state decays (reference option, here on by default).
         step_rescale: multiplies every ``dt`` (e.g. to evaluate at another sampling rate).
+        backend: the scan's (:func:`ssmcast.ops.s5.s5_scan`): ``"auto"``, ``"torch"``, ``"numba"`` or ``"triton"``.
     """
 
     def __init__(
@@ -91,8 +93,12 @@ class S5(nn.Module):
         ssm_lr: float | None = 1e-3,
         clip_eigs: bool = True,
         step_rescale: float = 1.0,
+        backend: str = "auto",
     ):
         super().__init__()
+        self.backend = check_backend(backend)
+        if self.backend == "mamba_ssm":
+            raise ValueError("backend='mamba_ssm' has no S5 scan: use 'auto', 'torch', 'numba' or 'triton'")
         for name, value in (("d_model", d_model), ("d_state", d_state), ("blocks", blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -208,11 +214,13 @@ class S5(nn.Module):
         if self.bidirectional:
             if state is not None:
                 raise ValueError("a bidirectional S5 layer is non-causal: it cannot continue from a state")
-            y, last = s5_scan(Lambda_bar, B_bar, C_tilde, x, self.conj_sym, bidirectional=True), None
+            y, last = s5_scan(Lambda_bar, B_bar, C_tilde, x, self.conj_sym, bidirectional=True,
+                              backend=self.backend), None  # fmt: skip
         else:
             if state is not None:
                 self._check_state(state, x.shape[0])
-            y, last = s5_scan(Lambda_bar, B_bar, C_tilde, x, self.conj_sym, x0=state, return_state=True)
+            y, last = s5_scan(Lambda_bar, B_bar, C_tilde, x, self.conj_sym, x0=state, return_state=True,
+                              backend=self.backend)  # fmt: skip
         y = y + self.D.to(y.dtype) * x  # (B, L, H)
         return self._activate(y), last
 
@@ -274,6 +282,7 @@ class S5Config(BackboneConfig):
     dropout: float = 0.0
     norm: str = "layer"
     ssm_lr: float | None = 1e-3
+    backend: str = "auto"  # the scan's: auto, torch, numba or triton (ssmcast.ops.backends)
 
     def build(self) -> SequenceStack:
         return self.residual_stack(lambda: S5(
@@ -290,4 +299,5 @@ class S5Config(BackboneConfig):
             dropout=self.dropout,
             ssm_lr=self.ssm_lr,
             clip_eigs=self.clip_eigs,
+            backend=self.backend,
         ))

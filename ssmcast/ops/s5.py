@@ -10,12 +10,18 @@ with ``Lambda_bar^T``, and each chunk adds ``Lambda_bar^(t+1)`` times the state 
 bound by memory, not arithmetic. The powers of ``Lambda_bar`` are taken in float64 and only to
 non-negative exponents (no division by ``Lambda_bar^k``, which would overflow for decaying states).
 The gradient is the adjoint recurrence, run backwards in time by the same scan.
+
+That chunked scan is the ``backend="torch"`` reference. The fused kernels (numba on the CPU,
+:mod:`ssmcast.ops.s5_numba`; Triton on CUDA, :mod:`ssmcast.ops.s5_triton`) run the recurrence in one pass over
+the states instead, which is what ``backend="auto"`` picks (:mod:`ssmcast.ops.backends`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+from ssmcast.ops import backends
 
 DEFAULT_CHUNK = 16  # fastest of 4-128 on CPU at L = 4096 (benchmarks/bench_s5.py --chunk)
 
@@ -164,9 +170,36 @@ class _DiagonalScan(torch.autograd.Function):
         return grad_a, torch.view_as_real(grad_b).reshape(batch, L, P2), grad_x0, None
 
 
-def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, chunk: int) -> torch.Tensor:
-    """States ``(batch, L, 2P)`` (interleaved re, im) of the scan over ``b``, which it overwrites."""
-    return _DiagonalScan.apply(a, b, x0, chunk)
+class _FusedDiagonalScan(torch.autograd.Function):
+    """``_DiagonalScan`` by a fused kernel module (``s5_numba`` or ``s5_triton``): one pass forward, one back."""
+
+    @staticmethod
+    def forward(ctx, module, a, b, x0):
+        x0_pairs = None if x0 is None else torch.view_as_real(x0.to(_complex_dtype(b.dtype))).reshape(x0.shape[0], -1)
+        module.forward(a, b, x0_pairs)  # (batch, L, 2P), in place
+        ctx.mark_dirty(b)
+        ctx.save_for_backward(a, b, x0_pairs)
+        ctx.module, ctx.x0_dtype = module, None if x0 is None else x0.dtype
+        return b
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        a, b, x0_pairs = ctx.saved_tensors
+        g = grad.contiguous().clone()  # (batch, L, 2P), overwritten with dL/db
+        grad_a, grad_x0 = ctx.module.backward(a, b, g, x0_pairs)
+        if grad_x0 is not None:
+            grad_x0 = _pairs_as_complex(grad_x0).to(ctx.x0_dtype)  # (batch, P)
+        need = ctx.needs_input_grad
+        return None, grad_a.to(a.dtype) if need[1] else None, g, grad_x0 if need[3] else None
+
+
+def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, chunk: int, backend: str = "torch"):
+    """States ``(batch, L, 2P)`` (interleaved re, im) of the scan over ``b``, which it overwrites. ``backend``
+    is a resolved one: ``"torch"`` (the chunked scan), ``"numba"`` or ``"triton"``."""
+    if backend == "torch":
+        return _DiagonalScan.apply(a, b, x0, chunk)
+    return _FusedDiagonalScan.apply(backends.kernels(backend, "s5"), a, b, x0)
 
 
 def _check_chunk(chunk_size) -> int:
@@ -181,12 +214,13 @@ def diagonal_scan(
     Bu: torch.Tensor,
     x0: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """All states of ``x_k = Lambda_bar * x_{k-1} + Bu_k`` (``x_{-1} = x0``, zeros by default).
 
     ``Lambda_bar (P,)`` complex, ``Bu (batch, L, P)`` complex, ``x0 (batch, P)``. Returns
-    ``(batch, L, P)`` in ``Bu``'s dtype. Parallel chunked scan (module docstring); ``chunk_size``
-    defaults to 16.
+    ``(batch, L, P)`` in ``Bu``'s dtype. ``backend`` as in :func:`s5_scan`; the torch backend's chunked scan
+    (module docstring) takes ``chunk_size`` (default 16), the fused kernels ignore it.
     """
     _check_tensor("Lambda_bar", Lambda_bar, 1)
     _check_tensor("Bu", Bu, 3)
@@ -199,9 +233,10 @@ def diagonal_scan(
         raise ValueError("Bu has length 0: need at least one time step")
     chunk = _check_chunk(chunk_size)
     _check_x0(x0, batch, P)
+    backend = backends.resolve(backend, Bu.device, "diagonal_scan")
     a = Lambda_bar.to(torch.complex128)  # powers in double precision: see module docstring
     b = torch.view_as_real(Bu).reshape(batch, L, 2 * P).clone()  # (batch, L, 2P), overwritten by the scan
-    return _pairs_as_complex(_scan(a, b, x0, chunk))  # (batch, L, P)
+    return _pairs_as_complex(_scan(a, b, x0, chunk, backend))  # (batch, L, P)
 
 
 def _check_x0(x0, batch: int, P: int) -> None:
@@ -221,6 +256,7 @@ def s5_scan(
     x0: torch.Tensor | None = None,
     return_state: bool = False,
     chunk_size: int | None = None,
+    backend: str = "auto",
 ):
     """The S5 MIMO linear recurrence over a whole sequence, in parallel.
 
@@ -236,6 +272,10 @@ def s5_scan(
 
     Computed in ``u``'s precision (float32 for half/bfloat16 inputs, under autocast too): float32 ->
     complex64, float64 -> complex128. The output has ``u``'s dtype.
+
+    ``backend``: ``"auto"`` (numba on the CPU, Triton on CUDA, else torch), ``"torch"`` (the chunked scan of the
+    module docstring, ``chunk_size`` its chunk, default 16), ``"numba"`` or ``"triton"``: see
+    :mod:`ssmcast.ops.backends`. Only the scan between the two projections differs.
     """
     _check_tensor("Lambda_bar", Lambda_bar, 1)
     _check_tensor("B_bar", B_bar, 2)
@@ -259,6 +299,9 @@ def s5_scan(
 
     chunk = _check_chunk(chunk_size)
     _check_x0(x0, batch, P)
+    backend = backends.resolve(backend, u.device, "s5_scan")
+    if backend == "mamba_ssm":
+        raise ValueError("s5_scan: backend='mamba_ssm' has no S5 kernel; use 'auto', 'torch', 'numba' or 'triton'")
     compute = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
     cdtype = _complex_dtype(compute)
     a = Lambda_bar.to(torch.complex128)  # powers in double precision: see module docstring
@@ -268,9 +311,9 @@ def s5_scan(
         W_in = torch.view_as_real(B_bar.to(cdtype)).permute(1, 0, 2).reshape(H, 2 * P)  # (H, 2P)
         Bu = torch.matmul(u.to(compute), W_in)  # (batch, L, 2P)
         Bu_back = Bu.flip(1) if bidirectional else None  # (batch, L, 2P), before the scan overwrites Bu
-        xs = _scan(a, Bu, x0, chunk)  # (batch, L, 2P)
+        xs = _scan(a, Bu, x0, chunk, backend)  # (batch, L, 2P)
         if bidirectional:
-            xs_all = torch.cat([xs, _scan(a, Bu_back, None, chunk).flip(1)], 2)  # (batch, L, 4P)
+            xs_all = torch.cat([xs, _scan(a, Bu_back, None, chunk, backend).flip(1)], 2)  # (batch, L, 4P)
         else:
             xs_all = xs
         # Re(C x) = Re C . Re x - Im C . Im x, with the (re, im) pairs interleaved as in Bu; 2 Re for conj_sym

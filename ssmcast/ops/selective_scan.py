@@ -1,4 +1,4 @@
-"""Selective scan (Mamba's S6 recurrence) in plain PyTorch, chunked, with an optional fused CUDA kernel.
+"""Selective scan (Mamba's S6 recurrence): a chunked plain-PyTorch reference, and fused kernels behind ``backend=``.
 
 The recurrence, per batch b, channel d and state index n (A diagonal, real)::
 
@@ -6,10 +6,15 @@ The recurrence, per batch b, channel d and state index n (A diagonal, real)::
     x_t   = exp(dt_t A) x_{t-1} + dt_t B_t u_t         (zero-order hold for A, Euler for B)
     y_t   = C_t x_t + D u_t,   then y_t * silu(z_t)    (D and z optional)
 
-``selective_scan`` matches ``mamba_ssm``'s ``selective_scan_fn`` (shapes, argument names, dtypes). For
-CUDA tensors with ``mamba_ssm`` installed it calls the fused kernel; everywhere else it runs a chunked
-scan in plain PyTorch. Time is cut into blocks (about 2M state elements each) processed one after the
-other, so memory stays linear in L. Inside a block of T steps, cut into sub-chunks of ``sub`` ~ sqrt(T)
+``selective_scan`` matches ``mamba_ssm``'s ``selective_scan_fn`` (shapes, argument names, dtypes). Where the
+state ``(batch, dim, L, N)`` is written out, the scan is bound by memory; the fused kernels keep each
+(batch, channel) pair's N-vector state in registers and stream time: numba on the CPU
+(:mod:`ssmcast.ops.selective_scan_numba`), Triton on CUDA (:mod:`ssmcast.ops.selective_scan_triton`), or the
+optional ``mamba_ssm`` package's kernel. ``backend="auto"`` (:mod:`ssmcast.ops.backends`) picks the fastest
+available one for the tensors' device; ``backend="torch"`` is the reference described next.
+
+Time is cut into blocks (about 2M state elements each) processed one after the other, so memory stays linear
+in L. Inside a block of T steps, cut into sub-chunks of ``sub`` ~ sqrt(T)
 steps, a two-level scan runs: pass 1 loops over the ``sub`` positions for all sub-chunks at once and
 keeps only each sub-chunk's end state from a zero start; a loop over sub-chunks turns those into the true
 entering states with the sub-chunk decays ``exp(A * sum dt)``; pass 2 reruns every sub-chunk from its
@@ -33,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from ssmcast.ops import backends
+
 try:  # the fused CUDA kernel is optional and only ever used for CUDA tensors
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan_fn
 except ImportError:  # pragma: no cover - depends on the environment
@@ -40,7 +47,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = ["selective_scan", "selective_state_update", "has_cuda_kernel"]
 
-_BACKENDS = ("auto", "torch", "cuda")
 _SCANS = ("auto", "chunked", "logdepth")
 _BLOCK_ELEMENTS = 1 << 21  # elements of one (batch, block, dim, N) block tensor on CPU: fits in L3
 _GPU_BLOCK_ELEMENTS = 1 << 25  # on GPU: fewer, larger blocks (kernel launches dominate); untuned
@@ -340,6 +346,22 @@ def _canonical_bc(M: torch.Tensor, name: str, b: int, D: int, L: int, N: int, G:
     return M.unsqueeze(3).contiguous()  # (b, L, G, 1, N)
 
 
+def _fused_bc(M: torch.Tensor, name: str, b: int, D: int, L: int, N: int, dtype) -> torch.Tensor:
+    """B or C in the fused kernels' layout: ``(1, dim, 1, N)`` time-invariant, ``(batch, groups, L, N)`` else."""
+    M = M.to(dtype)
+    if M.dim() == 2:
+        _check(M.shape == (D, N), f"{name} of shape {tuple(M.shape)}: expected (dim, N) = {(D, N)}")
+        return M.reshape(1, D, 1, N).contiguous()
+    if M.dim() == 3:
+        M = M.unsqueeze(1)
+    _check(
+        M.dim() == 4 and M.shape[0] == b and M.shape[2] == N and M.shape[3] == L and D % M.shape[1] == 0,
+        f"{name} of shape {tuple(M.shape)}: expected (batch, N, L) = {(b, N, L)} or "
+        f"(batch, groups, N, L) with groups dividing dim={D}",
+    )
+    return M.transpose(2, 3).contiguous()  # (b, g, L, N)
+
+
 def _groups(M: torch.Tensor) -> int:
     return 1 if M.dim() <= 3 else M.shape[1]
 
@@ -387,11 +409,12 @@ def selective_scan(
         D: optional ``(dim,)`` skip connection. z: optional ``(batch, dim, L)`` gate, ``y * silu(z)``.
         delta_bias: optional ``(dim,)`` added to delta; delta_softplus: apply softplus after the bias.
         return_last_state: also return the state after the last step, ``(batch, dim, N)`` float32.
-        initial_state: optional ``(batch, dim, N)`` state before the first step (torch backend only).
-        backend: ``"auto"`` (the ``mamba_ssm`` CUDA kernel for CUDA tensors when installed, else torch),
-            ``"torch"`` (chunked pure PyTorch, any device) or ``"cuda"`` (the kernel, error if missing).
+        initial_state: optional ``(batch, dim, N)`` state before the first step (not with mamba_ssm's kernel).
+        backend: ``"auto"``, ``"torch"``, ``"numba"``, ``"triton"`` or ``"mamba_ssm"`` (alias ``"cuda"``); see
+            :mod:`ssmcast.ops.backends`. ``auto``: numba on the CPU; on CUDA mamba_ssm when installed (and no
+            ``initial_state``), else Triton, else torch.
         chunk_size: block length of the torch backend (default: sized to ~2M state elements per block on
-            the CPU, ~32M on a GPU).
+            the CPU, ~32M on a GPU); the fused kernels ignore it.
         scan: how the torch backend scans a block: ``"chunked"`` (two-level, about 3 sqrt(T) Python
             iterations of small ops; the CPU default), ``"logdepth"`` (Blelloch's scan, about 4 log2(T) large
             ops; the default for CUDA tensors, where kernel launches dominate) or ``"auto"``.
@@ -399,8 +422,7 @@ def selective_scan(
     Returns:
         ``y`` of shape ``(batch, dim, L)`` in ``u``'s dtype, and the last state if asked.
     """
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {_BACKENDS}")
+    backend = backends.check_backend(backend)
     if scan not in _SCANS:
         raise ValueError(f"scan={scan!r}: expected one of {_SCANS}")
     for name, t in (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)):
@@ -428,15 +450,27 @@ def selective_scan(
     if chunk_size is not None:
         _check(int(chunk_size) >= 1, f"chunk_size must be >= 1, got {chunk_size}")
 
-    use_cuda = backend == "cuda" or (
-        backend == "auto" and u.is_cuda and _cuda_selective_scan_fn is not None and initial_state is None
-    )
-    if use_cuda:
+    chosen = backends.resolve(backend, u.device, "selective_scan",
+                              mamba_ssm_ok=_cuda_selective_scan_fn is not None and initial_state is None)  # fmt: skip
+    if chosen == "mamba_ssm":
         if _cuda_selective_scan_fn is None:
-            raise ValueError("backend='cuda' needs the optional mamba_ssm package (pip install mamba-ssm)")
+            raise ValueError("backend='mamba_ssm' needs the optional mamba_ssm package (pip install mamba-ssm)")
         if initial_state is not None:
-            raise ValueError("initial_state is not supported by the mamba_ssm kernel: use backend='torch'")
+            raise ValueError("initial_state is not supported by the mamba_ssm kernel: use another backend")
         return _cuda_selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if chosen in ("numba", "triton"):
+        _check(dim % _groups(B) == 0 and dim % _groups(C) == 0,
+               f"the groups of B and C ({_groups(B)}, {_groups(C)}) must divide dim={dim}")  # fmt: skip
+        cdt = _compute_dtype(u)
+        y, last = backends.fused_selective_scan(
+            chosen, u.to(cdt).contiguous(), delta.to(cdt).contiguous(), A.to(cdt).contiguous(),
+            _fused_bc(B, "B", b, dim, L, N, cdt), _fused_bc(C, "C", b, dim, L, N, cdt),
+            None if D is None else D.to(cdt).contiguous(), None if z is None else z.to(cdt).contiguous(),
+            None if delta_bias is None else delta_bias.to(cdt).contiguous(),
+            None if initial_state is None else initial_state.to(cdt).contiguous(), bool(delta_softplus),
+        )  # fmt: skip
+        y = y.to(u.dtype)
+        return (y, last) if return_last_state else y
 
     G = math.lcm(_groups(B), _groups(C))
     _check(dim % G == 0, f"the groups of B and C ({_groups(B)}, {_groups(C)}) must divide dim={dim}")

@@ -1,4 +1,4 @@
-"""State space duality (SSD, Mamba-2): the chunked scan in plain PyTorch, with an optional Triton kernel.
+"""State space duality (SSD, Mamba-2): the chunked scan in plain PyTorch, and fused kernels behind ``backend=``.
 
 Per batch, head h, head channel p and state index n, with a scalar decay per head::
 
@@ -12,6 +12,11 @@ product ``(C B^T * exp(segsum(dt A))) (dt x)`` (the "quadratic" dual form), whil
 information flows through the chunk states by a small recurrence over chunks. Segment sums are taken
 as ``cumsum_i - cumsum_j`` for ``j <= i`` only (masked to ``-inf`` before ``exp``), so no exponent is
 positive for a stable (negative) ``A``. Memory is linear in L.
+
+SSD is the selective scan with one decay per head shared by its ``head_dim`` channels, so the fused selective-scan
+kernels (numba on the CPU, Triton on CUDA; :mod:`ssmcast.ops.backends`) run it directly: each (batch, channel)
+keeps its N-vector state in registers and takes one ``exp`` per step instead of N. ``backend="auto"`` uses them
+(mamba_ssm's own kernel first on CUDA when installed); ``backend="torch"`` is the chunked dual form above.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssmcast.ops import backends
+
 try:  # the fused Triton kernel is optional and only ever used for CUDA tensors
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _cuda_chunk_scan
 except ImportError:  # pragma: no cover - depends on the environment
     _cuda_chunk_scan = None
 
 __all__ = ["ssd", "ssd_state_update", "has_ssd_kernel"]
-
-_BACKENDS = ("auto", "torch", "cuda")
 
 
 def _default_chunk(head_dim: int, N: int) -> int:
@@ -138,14 +143,13 @@ def ssd(
             (applied only when not the default ``(0, inf)``, as mamba_ssm does).
         initial_states: optional ``(batch, heads, head_dim, N)`` state before the first step.
         return_final_states: also return the state after the last step, ``(batch, heads, head_dim, N)``.
-        backend: ``"auto"`` (the ``mamba_ssm`` Triton kernel for CUDA tensors when installed, else torch),
-            ``"torch"`` or ``"cuda"``.
+        backend: ``"auto"``, ``"torch"``, ``"numba"``, ``"triton"`` or ``"mamba_ssm"`` (alias ``"cuda"``), see
+            :mod:`ssmcast.ops.backends`. The fused kernels ignore ``chunk_size``.
 
     Returns:
         ``y`` like ``x`` (x's dtype), and the final states (float32; float64 for float64 x) if asked.
     """
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {_BACKENDS}")
+    backend = backends.check_backend(backend)
     for name, t in (("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -175,14 +179,17 @@ def ssd(
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
-    use_cuda = backend == "cuda" or (backend == "auto" and x.is_cuda and _cuda_chunk_scan is not None)
-    if use_cuda:
+    chosen = backends.resolve(backend, x.device, "ssd", mamba_ssm_ok=_cuda_chunk_scan is not None)
+    if chosen == "mamba_ssm":
         if _cuda_chunk_scan is None:
-            raise ValueError("backend='cuda' needs the optional mamba_ssm package (pip install mamba-ssm)")
+            raise ValueError("backend='mamba_ssm' needs the optional mamba_ssm package (pip install mamba-ssm)")
         return _cuda_chunk_scan(
             x, dt, A, B, C, chunk_size or 256, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
             dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states,
         )  # fmt: skip
+    if chosen in ("numba", "triton"):
+        return _fused(chosen, x, dt, A, B, C, D, z, dt_bias, dt_softplus, initial_states, return_final_states,
+                      tuple(dt_limit))  # fmt: skip
 
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     xf = x.to(cdt)
@@ -216,6 +223,37 @@ def ssd(
         y = y * F.silu(z.to(cdt))
     y = y.to(x.dtype)
     return (y, S) if return_final_states else y
+
+
+def _fused(backend, x, dt, A, B, C, D, z, dt_bias, dt_softplus, initial_states, return_final_states, dt_limit):
+    """``ssd`` as the fused selective scan: channels ``heads * head_dim``, one step ``dt`` and one decay ``A`` per
+    head (``delta`` of ``heads`` rows, ``A`` of shape ``(channels, 1)``), B and C in groups."""
+    b, L, h, p = x.shape
+    n = B.shape[-1]
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtf, bias, softplus = dt.to(cdt), dt_bias, dt_softplus
+    if dt_limit != (0.0, math.inf):  # the clamp follows the softplus: apply both here
+        dtf = dtf + dt_bias.to(cdt) if dt_bias is not None else dtf
+        dtf = (F.softplus(dtf) if dt_softplus else dtf).clamp(dt_limit[0], dt_limit[1])
+        bias, softplus = None, False
+    Dc = None
+    if D is not None:
+        Dc = (D if D.dim() == 2 else D[:, None].expand(h, p)).to(cdt).reshape(h * p).contiguous()
+    y, last = backends.fused_selective_scan(
+        backend,
+        x.to(cdt).reshape(b, L, h * p).transpose(1, 2).contiguous(),  # (b, h p, L)
+        dtf.transpose(1, 2).contiguous(),  # (b, h, L): channel h p + i reads row h
+        A.to(cdt).repeat_interleave(p)[:, None].contiguous(),  # (h p, 1)
+        B.to(cdt).transpose(1, 2).contiguous(),  # (b, g, L, n)
+        C.to(cdt).transpose(1, 2).contiguous(),
+        Dc,
+        None if z is None else z.to(cdt).reshape(b, L, h * p).transpose(1, 2).contiguous(),
+        None if bias is None else bias.to(cdt).contiguous(),
+        None if initial_states is None else initial_states.to(cdt).reshape(b, h * p, n).contiguous(),
+        bool(softplus),
+    )  # (b, h p, L), (b, h p, n)
+    y = y.transpose(1, 2).reshape(b, L, h, p).to(x.dtype)
+    return (y, last.reshape(b, h, p, n)) if return_final_states else y
 
 
 def ssd_state_update(

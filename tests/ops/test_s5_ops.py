@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ssmcast.ops.s5 import diagonal_scan, discretize, s5_scan
 
 C64, C128 = torch.complex64, torch.complex128
+CPU_BACKENDS = ["torch", "numba"]  # Triton's kernels, under its interpreter: tests/ops/test_fused_scans.py
 
 
 def loop_scan(Lambda_bar, B_bar, C_tilde, u, conj_sym=True, x0=None):
@@ -128,10 +129,11 @@ def test_discretize_validates_inputs():
 
 @pytest.mark.parametrize("conj_sym", [True, False])
 @pytest.mark.parametrize("L", [1, 7, 64, 65, 300, pytest.param(4096, marks=pytest.mark.slow)])
-def test_s5_scan_matches_loop_float32(L, conj_sym):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_matches_loop_float32(L, conj_sym, backend):
     Lambda_bar, B_bar, C, real = random_system(P=16, H=8, dtype=C64, seed=L)
     u = torch.randn(2, L, 8, generator=torch.Generator().manual_seed(L))
-    y, x_last = s5_scan(Lambda_bar, B_bar, C, u, conj_sym=conj_sym, return_state=True)
+    y, x_last = s5_scan(Lambda_bar, B_bar, C, u, conj_sym=conj_sym, return_state=True, backend=backend)
     # the reference in double precision: the float32 scan must be within float32 rounding of it
     y_ref, x_ref = loop_scan(Lambda_bar.to(C128), B_bar.to(C128), C.to(C128), u.double(), conj_sym)
     assert y.dtype == torch.float32 and y.shape == (2, L, 8)
@@ -145,7 +147,7 @@ def test_s5_scan_any_chunk_size_float64(chunk_size):
     Lambda_bar, B_bar, C, _ = random_system(P=6, H=3, seed=4)
     u = torch.randn(3, 333, 3, dtype=torch.float64)
     x0 = torch.complex(*torch.randn(2, 3, 6, dtype=torch.float64))
-    y, x_last = s5_scan(Lambda_bar, B_bar, C, u, x0=x0, return_state=True, chunk_size=chunk_size)
+    y, x_last = s5_scan(Lambda_bar, B_bar, C, u, x0=x0, return_state=True, chunk_size=chunk_size, backend="torch")
     y_ref, x_ref = loop_scan(Lambda_bar, B_bar, C, u, x0=x0)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-11)
     torch.testing.assert_close(x_last, x_ref, rtol=1e-10, atol=1e-11)
@@ -159,17 +161,19 @@ def test_s5_scan_any_chunk_size_float64(chunk_size):
     chunk=st.integers(2, 40),
     conj_sym=st.booleans(),
     seed=st.integers(0, 2**16),
+    backend=st.sampled_from(CPU_BACKENDS),
 )
-def test_s5_scan_property_random_shapes(batch, L, P, H, chunk, conj_sym, seed):
+def test_s5_scan_property_random_shapes(batch, L, P, H, chunk, conj_sym, seed, backend):
     Lambda_bar, B_bar, C, _ = random_system(P, H, seed=seed, dt_range=(1e-3, 1.0))
     u = torch.randn(batch, L, H, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    y = s5_scan(Lambda_bar, B_bar, C, u, conj_sym=conj_sym, chunk_size=chunk)
+    y = s5_scan(Lambda_bar, B_bar, C, u, conj_sym=conj_sym, chunk_size=chunk, backend=backend)
     y_ref, _ = loop_scan(Lambda_bar, B_bar, C, u, conj_sym)
     torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("regime", ["fast_decay", "zero", "slow_decay", "mixed", "growing"])
-def test_diagonal_scan_long_sequences_are_numerically_safe(regime):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_diagonal_scan_long_sequences_are_numerically_safe(regime, backend):
     """Strongly decaying states underflow to 0 without NaN/inf; slow ones accumulate accurately."""
     P, L = 4, 4096
     angle = torch.tensor([0.0, 0.3, 2.0, -1.0], dtype=torch.float64)
@@ -182,7 +186,7 @@ def test_diagonal_scan_long_sequences_are_numerically_safe(regime):
     }[regime]
     a = torch.polar(modulus, angle).to(C64)
     b = torch.complex(*torch.randn(2, 2, L, P, generator=torch.Generator().manual_seed(5)))
-    x = diagonal_scan(a, b)
+    x = diagonal_scan(a, b, backend=backend)
     a, b = a.to(C128), b.to(C128)  # the reference runs in double on the same (rounded) inputs
     ref = torch.empty(2, L, P, dtype=C128)
     state = torch.zeros(2, P, dtype=C128)
@@ -194,28 +198,31 @@ def test_diagonal_scan_long_sequences_are_numerically_safe(regime):
     torch.testing.assert_close(x.to(C128), ref, rtol=0, atol=1e-5 * scale)
 
 
-def test_s5_scan_bidirectional_matches_two_loops():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_bidirectional_matches_two_loops(backend):
     Lambda_bar, B_bar, C_fwd, _ = random_system(P=5, H=3, seed=6)
     _, _, C_bwd, _ = random_system(P=5, H=3, seed=7)
     u = torch.randn(2, 90, 3, dtype=torch.float64)
-    y = s5_scan(Lambda_bar, B_bar, torch.cat([C_fwd, C_bwd], 1), u, bidirectional=True, chunk_size=16)
+    y = s5_scan(Lambda_bar, B_bar, torch.cat([C_fwd, C_bwd], 1), u, bidirectional=True, chunk_size=16,
+                backend=backend)  # fmt: skip
     y_fwd, _ = loop_scan(Lambda_bar, B_bar, C_fwd, u)
     y_bwd, _ = loop_scan(Lambda_bar, B_bar, C_bwd, u.flip(1))
     torch.testing.assert_close(y, y_fwd + y_bwd.flip(1), rtol=1e-10, atol=1e-11)
 
 
-def test_s5_scan_dtypes_and_promotion():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_dtypes_and_promotion(backend):
     Lambda_bar, B_bar, C, _ = random_system(P=4, H=2, dtype=C64, seed=8)
     u64 = torch.randn(1, 20, 2, dtype=torch.float64)
-    y = s5_scan(Lambda_bar, B_bar, C, u64)  # complex64 parameters, float64 input: computed in double
+    y = s5_scan(Lambda_bar, B_bar, C, u64, backend=backend)  # complex64 parameters, float64 input: in double
     assert y.dtype == torch.float64
     y_ref, _ = loop_scan(Lambda_bar.to(C128), B_bar.to(C128), C.to(C128), u64)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-11)
-    y_bf16 = s5_scan(Lambda_bar, B_bar, C, u64.to(torch.bfloat16))  # computed in float32, returned as bf16
+    y_bf16 = s5_scan(Lambda_bar, B_bar, C, u64.to(torch.bfloat16), backend=backend)  # in float32, returned as bf16
     assert y_bf16.dtype == torch.bfloat16
     torch.testing.assert_close(y_bf16.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
     # real-valued (decaying, non-oscillating) systems are accepted and cast to complex
-    y_real = s5_scan(Lambda_bar.abs(), B_bar.real, C.real, u64)
+    y_real = s5_scan(Lambda_bar.abs(), B_bar.real, C.real, u64, backend=backend)
     y_real_ref, _ = loop_scan(Lambda_bar.abs().to(C128), B_bar.real.to(C128), C.real.to(C128), u64)
     torch.testing.assert_close(y_real, y_real_ref, rtol=1e-10, atol=1e-11)
 
@@ -231,12 +238,13 @@ def test_s5_scan_runs_under_bf16_autocast_on_cpu():
     assert torch.isfinite(u.grad).all()
 
 
-def test_s5_scan_does_not_modify_inputs():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_does_not_modify_inputs(backend):
     Lambda_bar, B_bar, C, _ = random_system(P=4, H=2, seed=10)
     u = torch.randn(2, 30, 2, dtype=torch.float64)
     x0 = torch.complex(*torch.randn(2, 2, 4, dtype=torch.float64))
     copies = [t.clone() for t in (Lambda_bar, B_bar, C, u, x0)]
-    s5_scan(Lambda_bar, B_bar, C, u, x0=x0, return_state=True)
+    s5_scan(Lambda_bar, B_bar, C, u, x0=x0, return_state=True, backend=backend)
     for before, after in zip(copies, (Lambda_bar, B_bar, C, u, x0)):
         assert torch.equal(before, after)
 
@@ -264,13 +272,18 @@ def test_s5_scan_validates_inputs():
         s5_scan(Lambda_bar, B_bar, C, u, chunk_size=1)
     with pytest.raises(TypeError, match="Bu must be complex"):
         diagonal_scan(Lambda_bar, u)
+    with pytest.raises(ValueError, match="backend"):
+        s5_scan(Lambda_bar, B_bar, C, u, backend="tpu")
+    with pytest.raises(ValueError, match="mamba_ssm"):
+        s5_scan(Lambda_bar, B_bar, C, u, backend="mamba_ssm")
 
 
 # ---------------------------------------------------------------- gradients
 
 
 @pytest.mark.parametrize("conj_sym", [True, False])
-def test_s5_scan_gradients_match_loop(conj_sym):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_gradients_match_loop(conj_sym, backend):
     Lambda_bar, B_bar, C, _ = random_system(P=5, H=3, seed=12)
     u = torch.randn(2, 150, 3, dtype=torch.float64)
     x0 = torch.complex(*torch.randn(2, 2, 5, dtype=torch.float64))
@@ -283,17 +296,19 @@ def test_s5_scan_gradients_match_loop(conj_sym):
         loss = (y * w).sum() + (x_last * w_state.conj()).real.sum()
         return torch.autograd.grad(loss, leaves)
 
-    fast = grads(lambda *a: s5_scan(*a[:4], conj_sym=conj_sym, x0=a[4], return_state=True, chunk_size=8))
+    fast = grads(lambda *a: s5_scan(*a[:4], conj_sym=conj_sym, x0=a[4], return_state=True, chunk_size=8,
+                                    backend=backend))  # fmt: skip
     slow = grads(lambda *a: loop_scan(*a[:4], conj_sym=conj_sym, x0=a[4]))
     for name, g_fast, g_slow in zip(("Lambda_bar", "B_bar", "C_tilde", "u", "x0"), fast, slow):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_s5_scan_gradients_float32_long_sequence():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_gradients_float32_long_sequence(backend):
     Lambda_bar, B_bar, C, _ = random_system(P=8, H=4, dtype=C64, seed=13)
     u = torch.randn(1, 1024, 4)
     leaves = [t.clone().requires_grad_() for t in (Lambda_bar, B_bar, C, u)]
-    y = s5_scan(*leaves)
+    y = s5_scan(*leaves, backend=backend)
     g_fast = torch.autograd.grad(y.square().mean(), leaves)
     leaves64 = [t.detach().to(C128 if t.is_complex() else torch.float64).requires_grad_() for t in leaves]
     y_ref, _ = loop_scan(*leaves64)
@@ -304,11 +319,18 @@ def test_s5_scan_gradients_float32_long_sequence():
         torch.testing.assert_close(g.to(r.dtype), r, rtol=0, atol=1e-4 * scale)
 
 
-def test_s5_scan_gradcheck_small():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_s5_scan_gradcheck_small(backend):
     Lambda_bar, B_bar, C, _ = random_system(P=2, H=2, seed=14)
     u = torch.randn(1, 11, 2, dtype=torch.float64, requires_grad=True)
-    inputs = (Lambda_bar.requires_grad_(), B_bar.requires_grad_(), C.requires_grad_(), u)
-    assert torch.autograd.gradcheck(lambda a, b, c, v: s5_scan(a, b, c, v, chunk_size=4), inputs)
+    x0 = torch.complex(*torch.randn(2, 1, 2, dtype=torch.float64)).requires_grad_()
+    inputs = (Lambda_bar.requires_grad_(), B_bar.requires_grad_(), C.requires_grad_(), u, x0)
+
+    def fn(a, b, c, v, x0):
+        y, last = s5_scan(a, b, c, v, x0=x0, return_state=True, chunk_size=4, backend=backend)
+        return y, torch.view_as_real(last)
+
+    assert torch.autograd.gradcheck(fn, inputs)
 
 
 @pytest.mark.gpu
@@ -327,11 +349,14 @@ def test_s5_scan_cuda_matches_cpu():
         assert s5_scan(Lambda_bar.cuda(), B_bar.cuda(), C.cuda(), u_cuda).dtype == torch.float32
 
 
-def test_diagonal_scan_gradcheck_three_levels_with_initial_state():
-    """L = 37 with chunk 3: 13 chunks -> 5 -> 2 -> 1, a padded tail at each level, and x0 carried through."""
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_diagonal_scan_gradcheck_three_levels_with_initial_state(backend):
+    """L = 37 with chunk 3: 13 chunks -> 5 -> 2 -> 1, a padded tail at each level (the torch backend's
+    chunked scan), and x0 carried through."""
     g = torch.Generator().manual_seed(16)
     a = torch.polar(torch.rand(3, generator=g, dtype=torch.float64) * 0.9 + 0.05,
                     torch.randn(3, generator=g, dtype=torch.float64)).requires_grad_()
     b = torch.complex(*torch.randn(2, 2, 37, 3, generator=g, dtype=torch.float64)).requires_grad_()
     x0 = torch.complex(*torch.randn(2, 2, 3, generator=g, dtype=torch.float64)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b, x0: diagonal_scan(a, b, x0, chunk_size=3), (a, b, x0))
+    assert torch.autograd.gradcheck(lambda a, b, x0: diagonal_scan(a, b, x0, chunk_size=3, backend=backend),
+                                    (a, b, x0))  # fmt: skip

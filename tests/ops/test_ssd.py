@@ -12,6 +12,7 @@ from ssmcast.ops.selective_scan import selective_scan
 from ssmcast.ops.ssd import has_ssd_kernel, ssd, ssd_state_update
 
 F64 = torch.float64
+CPU_BACKENDS = ["torch", "numba"]  # Triton's kernels, under its interpreter: tests/ops/test_fused_scans.py
 
 
 def loop_reference(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, S0=None):
@@ -57,9 +58,10 @@ def make_inputs(b=2, L=13, h=4, p=3, g=2, n=5, dtype=torch.float32, seed=0, D_pe
 @pytest.mark.parametrize("L,chunk", [(1, 4), (7, 4), (16, 4), (16, 16), (33, 8), (20, 64), (9, 1)])
 @pytest.mark.parametrize("g", [1, 2, 4])
 @pytest.mark.parametrize("D_per_channel", [False, True])
-def test_matches_loop_all_options(L, chunk, g, D_per_channel):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_matches_loop_all_options(L, chunk, g, D_per_channel, backend):
     x, dt, A, B, C, ex = make_inputs(L=L, g=g, D_per_channel=D_per_channel)
-    y, S = ssd(x, dt, A, B, C, chunk, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True)
+    y, S = ssd(x, dt, A, B, C, chunk, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend=backend)
     y_ref, S_ref = loop_reference(x, dt, A, B, C, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"])
     assert y.shape == x.shape and y.dtype == x.dtype and S.shape == (2, 4, 3, 5) and S.dtype == torch.float32
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
@@ -71,51 +73,58 @@ def test_matches_loop_all_options(L, chunk, g, D_per_channel):
 @pytest.mark.parametrize("use_bias", [False, True])
 @pytest.mark.parametrize("softplus", [False, True])
 @pytest.mark.parametrize("use_S0", [False, True])
-def test_each_optional_argument_alone(use_D, use_z, use_bias, softplus, use_S0):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_each_optional_argument_alone(use_D, use_z, use_bias, softplus, use_S0, backend):
     x, dt, A, B, C, ex = make_inputs(L=11)
     D, z = (ex["D"] if use_D else None), (ex["z"] if use_z else None)
     bias, S0 = (ex["dt_bias"] if use_bias else None), (ex["S0"] if use_S0 else None)
-    y = ssd(x, dt, A, B, C, 4, D=D, z=z, dt_bias=bias, dt_softplus=softplus, initial_states=S0)
+    y = ssd(x, dt, A, B, C, 4, D=D, z=z, dt_bias=bias, dt_softplus=softplus, initial_states=S0, backend=backend)
     y_ref, _ = loop_reference(x, dt, A, B, C, D, z, bias, softplus, S0)
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_default_chunk_size_gives_the_same_result():
     x, dt, A, B, C, ex = make_inputs(L=150)
-    y, S = ssd(x, dt, A, B, C, None, ex["D"], return_final_states=True)
+    y, S = ssd(x, dt, A, B, C, None, ex["D"], return_final_states=True, backend="torch")
     y_ref, S_ref = loop_reference(x, dt, A, B, C, ex["D"])
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(S.double(), S_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_dt_limit_clamps():
-    x, dt, A, B, C, _ = make_inputs(L=9)
-    y = ssd(x, dt, A, B, C, 4, dt_limit=(0.1, 0.3))
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_dt_limit_clamps(backend):
+    x, dt, A, B, C, ex = make_inputs(L=9)
+    y = ssd(x, dt, A, B, C, 4, dt_limit=(0.1, 0.3), backend=backend)
     y_ref, _ = loop_reference(x, dt.clamp(0.1, 0.3), A, B, C)
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
+    y = ssd(x, dt, A, B, C, 4, dt_bias=ex["dt_bias"], dt_softplus=True, dt_limit=(0.2, 0.5), backend=backend)
+    y_ref, _ = loop_reference(x, F.softplus(dt + ex["dt_bias"]).clamp(0.2, 0.5), A, B, C)
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("g", [1, 2])
-def test_equals_selective_scan_with_scalar_A_per_head(g):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_equals_selective_scan_with_scalar_A_per_head(g, backend):
     """dim = heads*head_dim, A broadcast over head_dim and N, B/C shared per group."""
     x, dt, A, B, C, ex = make_inputs(L=37, g=g, D_per_channel=True)
     b, L, h, p = x.shape
     n = B.shape[-1]
-    y, S = ssd(x, dt, A, B, C, 8, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True)
+    y, S = ssd(x, dt, A, B, C, 8, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend=backend)
     u = x.reshape(b, L, h * p).transpose(1, 2)  # (b, h*p, L)
     delta = dt.repeat_interleave(p, dim=2).transpose(1, 2)  # (b, h*p, L)
     y2, S2 = selective_scan(u, delta, A.repeat_interleave(p)[:, None].expand(h * p, n), B.permute(0, 2, 3, 1),
                             C.permute(0, 2, 3, 1), ex["D"].reshape(-1), ex["z"].reshape(b, L, h * p).transpose(1, 2),
                             ex["dt_bias"].repeat_interleave(p), True, True,
-                            initial_state=ex["S0"].reshape(b, h * p, n))  # fmt: skip
+                            initial_state=ex["S0"].reshape(b, h * p, n), backend="torch")  # fmt: skip
     torch.testing.assert_close(y2, y.reshape(b, L, h * p).transpose(1, 2), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(S2, S.reshape(b, h * p, n), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("g", [1, 4])
-def test_token_by_token_step_matches_chunked(g):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_token_by_token_step_matches_chunked(g, backend):
     x, dt, A, B, C, ex = make_inputs(L=15, g=g)
-    y, S = ssd(x, dt, A, B, C, 4, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True)
+    y, S = ssd(x, dt, A, B, C, 4, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend=backend)
     state = ex["S0"].clone()
     ys = [ssd_state_update(state, x[:, t], dt[:, t], A, B[:, t], C[:, t], ex["D"], ex["z"][:, t], ex["dt_bias"], True)
           for t in range(x.shape[1])]  # fmt: skip
@@ -123,22 +132,25 @@ def test_token_by_token_step_matches_chunked(g):
     torch.testing.assert_close(state, S, rtol=1e-5, atol=1e-5)
 
 
-def test_chunk_carry_equals_one_long_scan():
-    x, dt, A, B, C, ex = make_inputs(L=26)
-    y, S = ssd(x, dt, A, B, C, 8, return_final_states=True)
-    y1, S1 = ssd(x[:, :10], dt[:, :10], A, B[:, :10], C[:, :10], 8, return_final_states=True)
-    y2, S2 = ssd(x[:, 10:], dt[:, 10:], A, B[:, 10:], C[:, 10:], 8, initial_states=S1, return_final_states=True)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_chunk_carry_equals_one_long_scan(backend):
+    x, dt, A, B, C, ex = make_inputs(L=140)
+    kw = dict(return_final_states=True, backend=backend)
+    y, S = ssd(x, dt, A, B, C, 8, **kw)
+    y1, S1 = ssd(x[:, :70], dt[:, :70], A, B[:, :70], C[:, :70], 8, **kw)
+    y2, S2 = ssd(x[:, 70:], dt[:, 70:], A, B[:, 70:], C[:, 70:], 8, initial_states=S1, **kw)
     torch.testing.assert_close(torch.cat([y1, y2], 1), y, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(S2, S, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [4, 7])
-def test_gradients_match_loop_reference(chunk):
-    x, dt, A, B, C, ex = make_inputs(L=18, dtype=F64, seed=2, D_per_channel=True)
+@pytest.mark.parametrize("chunk,backend", [(4, "torch"), (7, "torch"), (None, "numba")])
+@pytest.mark.parametrize("L", [18, 70])
+def test_gradients_match_loop_reference(chunk, backend, L):
+    x, dt, A, B, C, ex = make_inputs(L=L, dtype=F64, seed=2, D_per_channel=True)
     leaves = [x, dt, A, B, C, ex["D"], ex["z"], ex["dt_bias"], ex["S0"]]
     for t in leaves:
         t.requires_grad_(True)
-    y, S = ssd(x, dt, A, B, C, chunk, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True)
+    y, S = ssd(x, dt, A, B, C, chunk, ex["D"], ex["z"], ex["dt_bias"], True, ex["S0"], True, backend=backend)
     gen = torch.Generator().manual_seed(5)
     gy, gS = torch.randn(y.shape, generator=gen, dtype=F64), torch.randn(S.shape, generator=gen, dtype=F64)
     grads = torch.autograd.grad((y * gy).sum() + (S * gS).sum(), leaves)
@@ -149,11 +161,12 @@ def test_gradients_match_loop_reference(chunk):
         torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-10)
 
 
-def test_long_sequence_with_strong_decay_is_finite_and_exact():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_long_sequence_with_strong_decay_is_finite_and_exact(backend):
     x, dt, A, B, C, _ = make_inputs(b=1, L=2000, h=2, p=2, g=1, n=3, seed=3)
     dt, A = dt * 5, A * 20  # cumulative dt*A about -1e5
     leaves = [t.requires_grad_(True) for t in (x, dt, A)]
-    y, S = ssd(x, dt, A, B, C, 256, return_final_states=True)
+    y, S = ssd(x, dt, A, B, C, 256, return_final_states=True, backend=backend)
     y_ref, S_ref = loop_reference(x.detach(), dt.detach(), A.detach(), B, C)
     torch.testing.assert_close(y.detach().double(), y_ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(S.detach().double(), S_ref, rtol=1e-4, atol=1e-4)
@@ -161,7 +174,8 @@ def test_long_sequence_with_strong_decay_is_finite_and_exact():
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-def test_memory_linear_in_length():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_memory_linear_in_length(backend):
     """L=16k trains; what autograd keeps grows linearly with L."""
 
     def saved_bytes(L):
@@ -176,7 +190,7 @@ def test_memory_linear_in_length():
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = ssd(x, dt, A, B, C, 64, dt_softplus=True)
+            y = ssd(x, dt, A, B, C, 64, dt_softplus=True, backend=backend)
         y.sum().backward()
         assert torch.isfinite(x.grad).all()
         return total
@@ -185,25 +199,27 @@ def test_memory_linear_in_length():
     assert 3.5 < large / small < 4.5
 
 
-def test_inputs_are_not_modified_and_low_precision():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_inputs_are_not_modified_and_low_precision(backend):
     x, dt, A, B, C, ex = make_inputs(L=10)
     args = [x, dt, A, B, C]
     copies = [t.clone() for t in args] + [ex["S0"].clone()]
-    ssd(*args, 4, dt_softplus=True, initial_states=ex["S0"], return_final_states=True)
+    ssd(*args, 4, dt_softplus=True, initial_states=ex["S0"], return_final_states=True, backend=backend)
     for t, c in zip(args + [ex["S0"]], copies):
         assert torch.equal(t, c)
-    y, S = ssd(x.bfloat16(), dt, A, B.bfloat16(), C.bfloat16(), 4, return_final_states=True)
+    y, S = ssd(x.bfloat16(), dt, A, B.bfloat16(), C.bfloat16(), 4, return_final_states=True, backend=backend)
     assert y.dtype == torch.bfloat16 and S.dtype == torch.float32
 
 
-def test_non_contiguous_slices_of_one_projection():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_non_contiguous_slices_of_one_projection(backend):
     b, L, h, p, n = 2, 12, 2, 3, 4
     proj = torch.randn(b, L, h * p + 2 * n + h)
     x = proj[..., : h * p].unflatten(-1, (h, p))
     B, C = proj[..., h * p : h * p + n].unsqueeze(2), proj[..., h * p + n : h * p + 2 * n].unsqueeze(2)
     dt = proj[..., -h:].abs()
     A = -torch.rand(h)
-    y = ssd(x, dt, A, B, C, 5)
+    y = ssd(x, dt, A, B, C, 5, backend=backend)
     y_ref, _ = loop_reference(x, dt, A, B, C)
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
 
@@ -220,7 +236,7 @@ def test_non_contiguous_slices_of_one_projection():
         (dict(dt_bias=torch.zeros(2)), "dt_bias"),
         (dict(initial_states=torch.zeros(2, 4, 3)), "initial_states"),
         (dict(chunk_size=0), "chunk_size"),
-        (dict(backend="triton"), "backend"),
+        (dict(backend="tpu"), "backend"),
     ],
 )
 def test_bad_input_raises_value_error_naming_it(change, match):
@@ -243,7 +259,7 @@ def test_step_bad_shapes():
 def test_cuda_backend_without_kernel_is_a_clear_error():
     x, dt, A, B, C, _ = make_inputs(L=5)
     with pytest.raises(ValueError, match="mamba_ssm"):
-        ssd(x, dt, A, B, C, 4, backend="cuda")
+        ssd(x, dt, A, B, C, 4, backend="mamba_ssm")
 
 
 @pytest.mark.gpu
@@ -290,5 +306,5 @@ def test_cuda_backend_hands_every_argument_to_the_mamba_ssm_kernel(monkeypatch):
     assert torch.is_tensor(ssd(x, dt, A, B, C, 4, backend="cuda"))
     assert calls[-1]["chunk_size"] == 4 and calls[-1]["return_final_states"] is False
     n_calls = len(calls)
-    ssd(x, dt, A, B, C, 4)  # "auto" keeps CPU tensors on the torch path
+    ssd(x, dt, A, B, C, 4)  # "auto" keeps CPU tensors off the mamba_ssm kernel
     assert len(calls) == n_calls
