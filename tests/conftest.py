@@ -1,10 +1,21 @@
 import os
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp spin-waits stall on oversubscribed CPUs
-
 import pytest
 from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # libgomp spin-waits stall on oversubscribed CPUs
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if not _cuda_available():
+    # the Triton kernels run in Triton's CPU interpreter (set before they are compiled): tests/ops/test_fused_scans.py
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 settings.register_profile(
     "ssmcast", deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow]
