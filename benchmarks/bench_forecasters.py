@@ -40,7 +40,8 @@ def machine(device: str) -> str:
     return f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def throughput(name: str, input_size: int, steps: int, device: str) -> dict:
+def throughput(name: str, input_size: int, steps: int, device: str, backend: str | None = None,
+               batch_size: int = 32, fused: bool = True) -> dict:
     import numpy as np
     import torch
 
@@ -55,14 +56,16 @@ def throughput(name: str, input_size: int, steps: int, device: str) -> dict:
     wide = train.pivot(index="ds", columns="unique_id", values="y")
     values = ((wide - wide.mean()) / wide.std()).to_numpy(np.float32)  # (8640, 7)
     config = est.backbone_config()
+    if backend is not None and hasattr(config, "backend"):
+        config.backend = backend
     net = ForecastNet(config.build(), config.d_model, 1, 1, 96, 1, revin=est.revin,
                       skip_window=input_size if est.linear_skip else None).to(device)
     loss = ForecastLoss("mse")
-    opt = torch.optim.AdamW(net.parameters(), lr=est.learning_rate)
+    opt = torch.optim.AdamW(net.parameters(), lr=est.learning_rate, fused=fused)
     rng = np.random.default_rng(0)
     series = torch.as_tensor(values.T.copy(), device=device)  # (7, T)
 
-    def batch(n=32):
+    def batch(n=batch_size):
         s = rng.integers(0, 7, n)
         t = rng.integers(0, values.shape[0] - input_size - 96, n)
         idx = torch.as_tensor(t[:, None] + np.arange(input_size + 96), device=device)
@@ -83,16 +86,17 @@ def throughput(name: str, input_size: int, steps: int, device: str) -> dict:
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         train_step()
     if device == "cuda":
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     n_params = sum(p.numel() for p in net.parameters())
-    return {"windows_per_s": steps * 32 / elapsed, "peak_mb": peak / 2**20, "params": n_params}
+    return {"windows_per_s": steps * batch_size / elapsed, "peak_mb": peak / 2**20, "params": n_params,
+            "windows_per_cpu_s": steps * batch_size / cpu}
 
 
 def streaming(name: str, history: int, n_updates: int) -> dict:

@@ -30,6 +30,7 @@ from torch import nn
 from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig, tag_optim
 from ssmcast.ops.backends import check_backend
+from ssmcast.ops.conv import causal_conv1d
 from ssmcast.ops.selective_scan import selective_scan, selective_state_update
 
 
@@ -139,10 +140,9 @@ class Mamba(nn.Module):
 
     def _parallel(self, u: torch.Tensor, return_state: bool):
         check_sequence_input(u, self.d_model, "u")
-        L = u.shape[1]
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, ED)
         x_in = x.transpose(1, 2)  # (B, ED, L)
-        x = F.silu(self.conv1d(x_in)[..., :L])  # (B, ED, L)
+        x = causal_conv1d(x_in, self.conv1d.weight, self.conv1d.bias, "silu", backend=self.backend)  # (B, ED, L)
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # (B, L, ED), bias added inside the scan
         sd = state_dtype(self.A_log)

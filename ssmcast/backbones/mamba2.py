@@ -37,11 +37,13 @@ from ssmcast.backbones.mamba import (
     state_dtype,
 )
 from ssmcast.ops.backends import check_backend
+from ssmcast.ops.conv import causal_conv1d
 from ssmcast.ops.ssd import ssd, ssd_state_update
 
 
 class GatedRMSNorm(nn.Module):
-    """``rmsnorm(y * silu(z)) * weight``, the RMS taken over each of ``n_groups`` equal channel groups."""
+    """``rmsnorm(y * silu(z)) * weight``, the RMS taken over each of ``n_groups`` equal channel groups; with
+    ``z=None`` the gate is taken to be applied already (Mamba-2 lets the scan apply it: ``ssd(..., z=z)``)."""
 
     def __init__(self, d: int, n_groups: int = 1, eps: float = 1e-5):
         super().__init__()
@@ -50,9 +52,11 @@ class GatedRMSNorm(nn.Module):
         self.n_groups, self.eps = n_groups, eps
         self.weight = nn.Parameter(torch.ones(d))
 
-    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         dtype = y.dtype
-        y = y.to(state_dtype(self.weight)) * F.silu(z.to(state_dtype(self.weight)))  # (..., d)
+        y = y.to(state_dtype(self.weight))
+        if z is not None:
+            y = y * F.silu(z.to(state_dtype(self.weight)))  # (..., d)
         y = y.unflatten(-1, (self.n_groups, -1))  # (..., G, d / G)
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y.flatten(-2) * self.weight).to(dtype)
@@ -131,10 +135,10 @@ class Mamba2(nn.Module):
 
     def _parallel(self, u: torch.Tensor, return_state: bool):
         check_sequence_input(u, self.d_model, "u")
-        L = u.shape[1]
         z, xBC, dt = self._split(self.in_proj(u))  # (B, L, ED), (B, L, ED + 2GN), (B, L, H)
         xBC_in = xBC.transpose(1, 2)  # (B, ED + 2GN, L)
-        xBC = F.silu(self.conv1d(xBC_in)[..., :L].transpose(1, 2))  # (B, L, ED + 2GN)
+        xBC = causal_conv1d(xBC_in, self.conv1d.weight, self.conv1d.bias, "silu", backend=self.backend)
+        xBC = xBC.transpose(1, 2)  # (B, L, ED + 2GN)
         x, B, C = xBC.split([self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1)
         sd = state_dtype(self.A_log)
         A = -torch.exp(self.A_log.to(sd))  # (H,)
@@ -146,13 +150,14 @@ class Mamba2(nn.Module):
             C.unflatten(-1, (self.n_groups, self.d_state)),
             self.chunk_size,
             D=self.D.to(sd),
+            z=z.unflatten(-1, (self.n_heads, self.head_dim)),  # the gate, inside the scan
             dt_bias=self.dt_bias.to(sd),
             dt_softplus=True,
             return_final_states=return_state,
             backend=self.backend,
-        )  # (B, L, H, P)
+        )  # (B, L, H, P), y * silu(z)
         y, last = out if return_state else (out, None)
-        y = self.out_proj(self.norm(y.flatten(-2), z).to(self.out_proj.weight.dtype))  # (B, L, d_model)
+        y = self.out_proj(self.norm(y.flatten(-2)).to(self.out_proj.weight.dtype))  # (B, L, d_model)
         if not return_state:
             return y
         return y, (conv_state_after(xBC_in, self.d_conv, sd), last.to(sd))  # (B, ED + 2GN, d_conv), (B, H, P, N)
@@ -185,10 +190,11 @@ class Mamba2(nn.Module):
             B.unflatten(-1, (self.n_groups, self.d_state)).to(sd),  # (B, G, N)
             C.unflatten(-1, (self.n_groups, self.d_state)).to(sd),
             D=self.D.to(sd),
+            z=z.unflatten(-1, (self.n_heads, self.head_dim)).to(sd),
             dt_bias=self.dt_bias.to(sd),
             dt_softplus=True,
-        )  # (B, H, P)
-        y = self.norm(y.flatten(-2), z)  # (B, ED)
+        )  # (B, H, P), y * silu(z)
+        y = self.norm(y.flatten(-2))  # (B, ED)
         return self.out_proj(y.to(self.out_proj.weight.dtype)), (conv_state, ssm_state)
 
 

@@ -34,3 +34,55 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor, D: torch.Tensor | None = None) ->
     if D is not None:
         y = y + D.to(work)[..., None] * u_  # (..., H, L)
     return y.to(out_dtype)
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Causal depthwise convolution, Mamba's short ``conv1d`` (the ``causal_conv1d`` package's semantics).
+
+    ``y[b, c, t] = act(bias[c] + sum_k weight[c, k] x[b, c, t - K + 1 + k])`` with zeros before ``t = 0``, for
+    ``x (batch, C, L)``, ``weight (C, K)`` (or ``nn.Conv1d``'s ``(C, 1, K)``) and ``bias (C,)``; ``activation``
+    None or ``"silu"``. ``backend``: ``"torch"`` (``F.conv1d`` with ``K - 1`` zeros of padding, then the
+    activation: the reference), ``"numba"`` (one fused pass forward and one backward on the CPU, where torch's
+    depthwise convolution, its padding copy and the separate activation cost ~25 ns an element) or ``"auto"``
+    (numba on the CPU, torch elsewhere: on a GPU the convolution is cuDNN's). Computed in float32 at least;
+    returns ``x``'s dtype.
+    """
+    from torch.nn import functional as F
+
+    from ssmcast.ops import backends
+
+    if x.ndim != 3:
+        raise ValueError(f"causal_conv1d: x must be (batch, C, L), got shape {tuple(x.shape)}")
+    C, L = x.shape[1], x.shape[2]
+    if weight.ndim == 3 and weight.shape[1] == 1:
+        weight = weight[:, 0]
+    if weight.ndim != 2 or weight.shape[0] != C:
+        raise ValueError(f"causal_conv1d: weight must be (C, K) = ({C}, K), got shape {tuple(weight.shape)}")
+    if bias is not None and bias.shape != (C,):
+        raise ValueError(f"causal_conv1d: bias must be (C,) = ({C},), got shape {tuple(bias.shape)}")
+    if activation not in (None, "silu"):
+        raise ValueError(f"causal_conv1d: activation must be None or 'silu', got {activation!r}")
+    chosen = backends.check_backend(backend)
+    if chosen == "auto":
+        chosen = "numba" if backends.available("numba", x.device) else "torch"
+    elif chosen != "torch":
+        chosen = backends.resolve(chosen, x.device, "causal_conv1d")
+        if chosen != "numba":  # the GPU backends have no kernel of their own here: cuDNN's convolution is fast
+            chosen = "torch"
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if chosen == "numba":
+        module = backends.kernels("numba", "conv")
+        y = module.CausalConv1d.apply(x.to(work).contiguous(), weight.to(work).contiguous(),
+                                      None if bias is None else bias.to(work).contiguous(), activation == "silu")
+        return y.to(x.dtype)
+    K = weight.shape[1]
+    xw = x.to(work)
+    y = F.conv1d(xw, weight.to(work)[:, None], None if bias is None else bias.to(work), padding=K - 1, groups=C)
+    y = y[..., :L]  # (batch, C, L)
+    return (F.silu(y) if activation == "silu" else y).to(x.dtype)
