@@ -1,10 +1,15 @@
 """Forecaster training throughput and streaming latency.
 
 * Training throughput (windows/s) and peak memory of every backbone on ETTh1 (7 channels as independent
-  series, standard-scaled on the training rows), input 96 / 336 / 720, horizon 96, batch 32, the
+  series, standard-scaled on the training rows), input 96 / 336 / 720, horizon 96, batch 32 (``--batch``), the
   forecasters' defaults (backbone config, RevIN, linear skip, learning rate); on the CPU each measurement runs
   in a fresh subprocess so peak memory is its own, on CUDA in this process with the allocator's peak reset.
   The CUDA steps run under bf16 autocast, as ``precision="auto"`` trains there.
+* ``--compare``: the training step as it was before the fused kernels ("old": the plain PyTorch scans and
+  convolution, ``backend="torch"``, and AdamW's per-tensor loop) against today's defaults ("new": ``backend="auto"``
+  and the fused AdamW), side by side in one run: the two alternate, ``--rounds`` times each, medians reported.
+* ``--compile-time``: the first call of every numba kernel in a fresh cache directory (compilation), and the first
+  call in a new process once they are cached (loading).
 * ``update()`` latency per new observation against ``predict(df=full_history, context="full")`` after 1k
   and 10k steps of history.
 * A panel of many series (``--panel N``, default 500, history 200): the first full-context forecast (every
@@ -14,6 +19,8 @@
     python benchmarks/bench_forecasters.py [--quick] [--device cpu|cuda] [--backbones mamba s4 ...]
     python benchmarks/bench_forecasters.py --device cuda --steps 50 --no-streaming
     python benchmarks/bench_forecasters.py --panel-only --backbones s5 mamba
+    python benchmarks/bench_forecasters.py --compare --inputs 96 --no-streaming --panel 0
+    python benchmarks/bench_forecasters.py --device cuda --batch 256 --compare --no-streaming --panel 0
 """
 
 from __future__ import annotations
@@ -99,6 +106,33 @@ def throughput(name: str, input_size: int, steps: int, device: str, backend: str
             "windows_per_cpu_s": steps * batch_size / cpu}
 
 
+def compile_times() -> dict:
+    """Seconds of the first call of each numba kernel (float32 forward and backward) in this process."""
+    import torch
+
+    from ssmcast.ops.conv import causal_conv1d
+    from ssmcast.ops.s5 import s5_scan
+    from ssmcast.ops.selective_scan import selective_scan
+
+    out = {}
+    u = torch.randn(2, 8, 20, requires_grad=True)
+    A, B = -torch.rand(8, 4), torch.randn(2, 4, 20)
+    start = time.perf_counter()
+    y = selective_scan(u, u.detach(), A, B, B, D=torch.ones(8), z=u.detach(), delta_softplus=True, backend="numba")
+    y.sum().backward()
+    out["selective_scan"] = time.perf_counter() - start
+    start = time.perf_counter()
+    causal_conv1d(u, torch.randn(8, 4), torch.randn(8), "silu", backend="numba").sum().backward()
+    out["causal_conv1d"] = time.perf_counter() - start
+    lam = torch.exp(torch.complex(-torch.rand(4), torch.randn(4)))
+    Bb, Cc = torch.randn(4, 3, dtype=torch.complex64), torch.randn(3, 4, dtype=torch.complex64)
+    x = torch.randn(2, 10, 3, requires_grad=True)
+    start = time.perf_counter()
+    s5_scan(lam, Bb, Cc, x, backend="numba").sum().backward()
+    out["s5_scan"] = time.perf_counter() - start
+    return out
+
+
 def streaming(name: str, history: int, n_updates: int) -> dict:
     import numpy as np
     import pandas as pd
@@ -163,12 +197,18 @@ def main() -> None:
     parser.add_argument("--no-streaming", action="store_true", help="training throughput only")
     parser.add_argument("--panel", type=int, default=500, help="series in the panel streaming case (0: skip it)")
     parser.add_argument("--panel-only", action="store_true", help="only the panel streaming case")
+    parser.add_argument("--batch", type=int, default=32, help="training batch size")
+    parser.add_argument("--compare", action="store_true", help="old (torch scans, AdamW loop) against new")
+    parser.add_argument("--rounds", type=int, default=3, help="--compare: alternations of old and new")
+    parser.add_argument("--compile-time", action="store_true", help="numba compile and cache-load times only")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
-        kind, name, a, b = json.loads(args._child)
-        runs = {"train": lambda: throughput(name, a, b, args.device), "stream": lambda: streaming(name, a, b),
-                "panel": lambda: streaming_panel(name, a, b)}
+        kind, name, a, b, *rest = json.loads(args._child)
+        backend, fused = rest if rest else (None, True)
+        runs = {"train": lambda: throughput(name, a, b, args.device, backend, args.batch, fused),
+                "stream": lambda: streaming(name, a, b), "panel": lambda: streaming_panel(name, a, b),
+                "compile": compile_times}
         result = runs[kind]()
         print(json.dumps(result))
         return
@@ -177,18 +217,25 @@ def main() -> None:
     histories = [200] if args.quick else [1000, 10000]
     print(f"machine: {machine(args.device)}; device {args.device}")
 
-    def child(spec):
+    def child(spec, env=None):
         if args.device == "cuda" and spec[0] == "train":  # the allocator's peak is reset per case: no subprocess
-            return throughput(*spec[1:], args.device)
-        out = subprocess.run([sys.executable, __file__, "--device", args.device, "--_child", json.dumps(spec)],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            name, a, b, *rest = spec[1:]
+            backend, fused = rest or (None, True)
+            return throughput(name, a, b, args.device, backend, args.batch, fused)
+        out = subprocess.run([sys.executable, __file__, "--device", args.device, "--batch", str(args.batch),
+                              "--_child", json.dumps(spec)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})  # fmt: skip
         if out.returncode:
             return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    if args.compile_time:
+        return compile_report(child)
     if args.panel_only:
         return panel(args, child)
-    print("\ntraining throughput, ETTh1, horizon 96, batch 32 (windows/s, peak MB)")
+    if args.compare:
+        return compare(args, child, inputs, steps)
+    print(f"\ntraining throughput, ETTh1, horizon 96, batch {args.batch} (windows/s, peak MB)")
     print(f"{'backbone':8s} " + " ".join(f"{'L=' + str(L):>22s}" for L in inputs) + "   params")
     for name in args.backbones:
         cells, params = [], ""
@@ -216,6 +263,41 @@ def main() -> None:
                   f"predict(full history) {r['predict_full_history_ms']:10.1f} ms   "
                   f"ratio {r['predict_full_history_ms'] / r['update_ms']:8.0f}x")
     panel(args, child)
+
+
+def compare(args, child, inputs, steps) -> None:
+    import statistics
+
+    print(f"\ntraining throughput, ETTh1, horizon 96, batch {args.batch}: old (backend='torch', AdamW's per-tensor "
+          f"loop) against new (backend='auto', fused AdamW), alternating, {args.rounds} rounds, medians "
+          "(windows/s; peak MB)")
+    for name in args.backbones:
+        for L in inputs:
+            runs = {"old": [], "new": []}
+            for _ in range(args.rounds):
+                for label, backend, fused in (("old", "torch", False), ("new", "auto", True)):
+                    r = child(["train", name, L, steps, backend, fused])
+                    if "error" in r:
+                        print(f"  {name} L={L} {label}: {r['error']}", file=sys.stderr)
+                        continue
+                    runs[label].append(r)
+            if not runs["old"] or not runs["new"]:
+                continue
+            old, new = (statistics.median(r["windows_per_s"] for r in runs[k]) for k in ("old", "new"))
+            mem_old, mem_new = (statistics.median(r["peak_mb"] for r in runs[k]) for k in ("old", "new"))
+            print(f"{name:8s} L={L:4d}   old {old:8.1f} ({mem_old:6.0f} MB)   new {new:8.1f} ({mem_new:6.0f} MB)   "
+                  f"new / old {new / old:5.2f}x", flush=True)
+
+
+def compile_report(child) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold = child(["compile", "", 0, 0], env={"NUMBA_CACHE_DIR": cache})
+        warm = child(["compile", "", 0, 0], env={"NUMBA_CACHE_DIR": cache})
+    print("\nnumba kernels, first call (float32 forward + backward): compile in a fresh cache / load from the cache")
+    for name in cold:
+        print(f"  {name:15s} {cold[name]:6.1f} s / {warm[name]:5.2f} s")
 
 
 def panel(args, child) -> None:

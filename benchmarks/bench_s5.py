@@ -2,7 +2,9 @@
 
 1. ``s5_scan`` against a plain Python loop over time (the tests' reference: ``x = Lambda_bar x + B_bar u_k``,
    ``y_k = 2 Re(C x)``), batch 8, ``H = P = 64`` (``P`` complex states), L = 4096: forward, and forward +
-   backward, measured side by side in one run (target: >= 20x).
+   backward, with each backend that runs here (the torch reference's chunked scan; the fused kernel, numba on the
+   CPU and Triton on CUDA), measured side by side in one run (target: >= 20x); also the two dense projections
+   alone, which every backend computes the same way.
 2. ``s5_scan`` time for L = 1k .. 64k (batch 1 by default) and the slope of log(time) against log(L)
    (1.0 = linear).
 3. ``S5.step`` latency per new observation after 1k and after 64k observations of history (absorbed in
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from ssmcast.backbones.s5 import S5
+from ssmcast.ops import backends
 from ssmcast.ops.s5 import discretize, s5_scan
 
 
@@ -91,20 +94,31 @@ def load() -> str:
         return "load avg n/a"
 
 
+def scan_backends(device) -> list[str]:
+    fused = "triton" if device.type == "cuda" else "numba"
+    return ["torch"] + [fused] * backends.available(fused, device)
+
+
 def bench_vs_loop(args, device) -> None:
     L = 1024 if args.quick else 4096
     batch, H, P = 8, 64, 64
     Lambda_bar, B_bar, C = system(P, H, device)
     u = torch.randn(batch, L, H, device=device)
-    print(f"\n[1] s5_scan vs Python loop: batch={batch} L={L} H={H} P={P} chunk={args.chunk}  ({load()})")
+    names = scan_backends(device)
+    print(f"\n[1] s5_scan vs Python loop: batch={batch} L={L} H={H} P={P} chunk={args.chunk}, backends {names}  "
+          f"({load()})")
     with torch.no_grad():
-        err = (s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk) - loop_scan(Lambda_bar, B_bar, C, u))
-        scale = loop_scan(Lambda_bar, B_bar, C, u[:1]).abs().max().item()
-    print(f"    max |fast - loop| = {err.abs().max().item():.2e} (output scale {scale:.1f})")
+        ref = loop_scan(Lambda_bar, B_bar, C, u)
+        scale = ref[:1].abs().max().item()
+        for name in names:
+            err = s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk, backend=name) - ref
+            print(f"    {name}: max |fast - loop| = {err.abs().max().item():.2e} (output scale {scale:.1f})")
 
-    def fast_fwd():
-        with torch.no_grad():
-            s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk)
+    def fwd(name):
+        def run():
+            with torch.no_grad():
+                s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk, backend=name)
+        return run
 
     def slow_fwd():
         with torch.no_grad():
@@ -112,35 +126,48 @@ def bench_vs_loop(args, device) -> None:
 
     leaves = [t.clone().requires_grad_() for t in (Lambda_bar, B_bar, C, u)]
 
-    def fast_fb():
-        s5_scan(*leaves, chunk_size=args.chunk).square().mean().backward()
+    def fb(name):
+        return lambda: s5_scan(*leaves, chunk_size=args.chunk, backend=name).square().mean().backward()
 
     def slow_fb():
         loop_scan(*leaves).square().mean().backward()
 
+    W = torch.randn(H, 2 * P, device=device)
+    x = torch.randn(batch, L, 2 * P, device=device)
+
+    def projections():
+        with torch.no_grad():
+            u @ W
+            x @ W.T
+
     r = 3 if args.quick else 7
-    for name, fast, slow, slow_repeats in (("forward", fast_fwd, slow_fwd, 1 if args.quick else 3),
-                                           ("forward+backward", fast_fb, slow_fb, 1)):
-        t_fast, t_fast_min, c_fast = timeit(fast, device, r)
+    t_proj, _, _ = timeit(projections, device, r)
+    print(f"    the two dense projections alone (u @ W_in, x @ W_out): {t_proj * 1e3:.2f} ms")
+    for label, make, slow, slow_repeats in (("forward", fwd, slow_fwd, 1 if args.quick else 3),
+                                            ("forward+backward", fb, slow_fb, 1)):  # fmt: skip
         t_slow, t_slow_min, c_slow = timeit(slow, device, slow_repeats, warmup=0)
-        print(f"    {name:17s} parallel {t_fast * 1e3:8.2f} ms (min {t_fast_min * 1e3:.2f})   "
-              f"loop {t_slow * 1e3:9.1f} ms   speed-up x{t_slow / t_fast:.1f} (of mins x{t_slow_min / t_fast_min:.1f})")
-        if device.type == "cpu":
-            print(f"    {'':17s} process CPU time: parallel {c_fast * 1e3:8.2f} ms   loop {c_slow * 1e3:9.1f} ms   "
-                  f"ratio x{c_slow / c_fast:.1f}")
+        for name in names:
+            t_fast, t_fast_min, c_fast = timeit(make(name), device, r)
+            print(f"    {label:17s} {name:6s} {t_fast * 1e3:8.2f} ms (min {t_fast_min * 1e3:.2f})   "
+                  f"loop {t_slow * 1e3:9.1f} ms   speed-up x{t_slow / t_fast:.1f} "
+                  f"(of mins x{t_slow_min / t_fast_min:.1f})")
+            if device.type == "cpu":
+                print(f"    {'':24s} process CPU time: {c_fast * 1e3:8.2f} ms   loop {c_slow * 1e3:9.1f} ms   "
+                      f"ratio x{c_slow / c_fast:.1f}")
 
 
 def bench_scaling(args, device) -> None:
     lengths = [1024, 2048, 4096, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768, 65536]
     H, P, batch = 64, 64, args.scaling_batch
     Lambda_bar, B_bar, C = system(P, H, device)
-    print(f"\n[2] s5_scan forward, L scaling: batch={batch} H={H} P={P} chunk={args.chunk}  ({load()})")
+    name = scan_backends(device)[-1]
+    print(f"\n[2] s5_scan forward ({name}), L scaling: batch={batch} H={H} P={P} chunk={args.chunk}  ({load()})")
     times = []
     for L in lengths:
         u = torch.randn(batch, L, H, device=device)
         with torch.no_grad():
-            t, t_min, _ = timeit(lambda u=u: s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk), device,
-                              3 if args.quick else 5)
+            t, t_min, _ = timeit(lambda u=u: s5_scan(Lambda_bar, B_bar, C, u, chunk_size=args.chunk, backend=name),
+                                 device, 3 if args.quick else 5)
         times.append(t)
         print(f"    L={L:6d}  {t * 1e3:9.2f} ms (min {t_min * 1e3:.2f})   {t / L * 1e6:7.3f} us/step")
     slope = np.polyfit(np.log(lengths), np.log(times), 1)[0]

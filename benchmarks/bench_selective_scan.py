@@ -1,16 +1,23 @@
-"""Speed and memory of ssmcast's selective scan and SSD ops.
+"""Speed and memory of ssmcast's selective scan and SSD ops, every backend side by side.
 
 Prints, for the machine it runs on:
-  1. selective_scan forward+backward at batch 4, dim 128, N 16, L 2048, with each of its two block scans
-     (``scan="chunked"``, the CPU default, and ``scan="logdepth"``, the CUDA default), against mambapy's
-     pure-PyTorch ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
+  0. the fused kernels against the torch reference at the forecasters' default Mamba shape (batch 32, dim 64,
+     N 16, L 96): forward, and forward+backward; and the forward's distance from the arithmetic limit (the same
+     exp and multiply-adds with every operand in L1, no memory traffic);
+  1. selective_scan forward+backward at batch 4, dim 128, N 16, L 2048: the fused kernel of the device (numba on
+     the CPU; Triton and, if installed, mamba_ssm on CUDA), the torch reference with each of its two block scans
+     (``scan="chunked"``, the CPU default, and ``scan="logdepth"``, the CUDA default), mambapy's pure-PyTorch
+     ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
   2. peak memory of each (each run in its own subprocess: ru_maxrss after one forward+backward minus the
-     resident size just before it, so imports and inputs are not counted; CUDA: max_memory_allocated);
+     resident size just before it, so imports and inputs are not counted; CUDA: max_memory_allocated), at both
+     shapes;
   3. time and peak memory against L from 1k to 64k, with the fitted log-log slopes;
   4. ssd against selective_scan at equal sizes (dim = heads * head_dim);
   5. a chunk-size sweep for both;
   6. the latency of one decoding step per new observation.
 All timings of one section are taken side by side (round robin); medians are reported.
+The first call of a fused kernel in a fresh environment compiles it (numba caches it on disk): every case is
+warmed up before it is timed; bench_forecasters.py --compile-time reports the compile times.
 
 OMP_WAIT_POLICY defaults to PASSIVE here (set it yourself to override): with libgomp's default spin
 waiting, a machine with more busy threads than cores makes every multi-threaded op wait for a descheduled
@@ -40,7 +47,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ssmcast.ops.selective_scan import selective_scan, selective_state_update  # noqa: E402
+from ssmcast.ops import backends  # noqa: E402
+from ssmcast.ops.selective_scan import has_cuda_kernel, selective_scan, selective_state_update  # noqa: E402
 from ssmcast.ops.ssd import ssd, ssd_state_update  # noqa: E402
 
 try:
@@ -66,8 +74,20 @@ def make_inputs(b, dim, N, L, device, layout="bdl", seed=0):
     return [t.to(device).requires_grad_(True) for t in (u, delta, A, B, C, D)]
 
 
-def run_ssmcast(u, delta, A, B, C, D, chunk_size=None, scan="auto"):
+def run_ssmcast(u, delta, A, B, C, D, chunk_size=None, scan="auto"):  # the torch reference
     return selective_scan(u, delta, A, B, C, D, backend="torch", chunk_size=chunk_size, scan=scan)
+
+
+def run_numba(u, delta, A, B, C, D):
+    return selective_scan(u, delta, A, B, C, D, backend="numba")
+
+
+def run_triton(u, delta, A, B, C, D):
+    return selective_scan(u, delta, A, B, C, D, backend="triton")
+
+
+def run_mamba_ssm(u, delta, A, B, C, D):
+    return selective_scan(u, delta, A, B, C, D, backend="mamba_ssm")
 
 
 def run_chunked(u, delta, A, B, C, D):
@@ -94,13 +114,28 @@ def run_loop(u, delta, A, B, C, D):  # the obvious reference: one Python iterati
     return torch.stack(ys, dim=-1) + u * D[:, None]
 
 
-CONTENDERS = {  # ssmcast: the device's default scan
+CONTENDERS = {  # ssmcast: the torch reference with the device's default scan
+    "numba": (run_numba, "bdl"),
+    "triton": (run_triton, "bdl"),
+    "mamba_ssm": (run_mamba_ssm, "bdl"),
     "ssmcast": (run_ssmcast, "bdl"),
     "chunked": (run_chunked, "bdl"),
     "logdepth": (run_logdepth, "bdl"),
     "mambapy": (run_mambapy, "bld"),
     "loop": (run_loop, "bdl"),
 }
+
+
+def fused_names(device) -> list[str]:
+    """The fused kernels that run on ``device`` here."""
+    if device.type == "cuda":
+        return ["triton"] * backends.available("triton", device) + ["mamba_ssm"] * has_cuda_kernel()
+    return ["numba"] * backends.available("numba", device)
+
+
+def forward_only(fn, inputs):
+    with torch.no_grad():
+        fn(*inputs)
 
 
 def forward_backward(fn, inputs, **kw):
@@ -206,24 +241,59 @@ def header(device):
     print(f"load average at start: {os.getloadavg()}  (other processes share this machine: timings are noisy)")
 
 
+def section_forecaster_shape(device, quick, threads, repeats):
+    size = (8, 64, 16, 96) if quick else (32, 64, 16, 96)
+    names = fused_names(device)
+    print(f"\n== 0. the forecasters' default Mamba shape, (batch, dim, N, L) = {size}: fused kernels vs the torch "
+          "reference ==")
+    if not names:
+        print("  no fused kernel available on this device")
+        return
+    inputs = {name: make_inputs(*size, device) for name in ["ssmcast", *names]}
+    for label, run in (("forward", forward_only), ("forward+backward", forward_backward)):
+        med = race({name: (lambda fn=CONTENDERS[name][0], i=inputs[name], run=run: run(fn, i)) for name in inputs},
+                   device, repeats * 2)  # fmt: skip
+        line = "  ".join(f"{name} {t * 1e3:8.2f} ms" for name, t in med.items())
+        print(f"  {label:17s} {line}")
+        for name in names:
+            print(f"  {'':17s} {name}: {med['ssmcast'] / med[name]:.1f}x the torch reference's speed")
+    if device.type == "cpu" and "numba" in names:
+        from ssmcast.ops.selective_scan_numba import arithmetic_limit
+
+        b, dim, N, L = size
+        limit = race({"limit": lambda: arithmetic_limit(b, dim, N, L)}, device, repeats * 2)["limit"]
+        fwd = race({"numba": lambda: forward_only(run_numba, inputs["numba"])}, device, repeats * 2)["numba"]
+        print(f"  arithmetic limit of the forward (its exp and multiply-adds, operands in L1): {limit * 1e3:.2f} ms; "
+              f"the numba forward takes {fwd / limit:.2f}x that ({b * dim * N * L / 1e6:.1f} M state updates)")
+    print(f"  peak memory of one forward+backward ({'allocator' if device.type == 'cuda' else 'fresh subprocess'}):")
+    mems = {name: peak_memory(name, size, device, threads) for name in ["ssmcast", *names]}
+    print("  " + "  ".join(f"{name} {m:7.1f} MiB" for name, m in mems.items()))
+
+
 def section_headline(device, quick, threads, repeats):
     size = (2, 64, 16, 512) if quick else (4, 128, 16, 2048)
     default = "logdepth" if device.type == "cuda" else "chunked"
     print(f"\n== 1. selective_scan forward+backward, (batch, dim, N, L) = {size}; ssmcast = scan={default!r} ==")
     cases = {}
+    fused = fused_names(device)
     for name, (fn, layout) in CONTENDERS.items():
         if (name == "mambapy" and mambapy_pscan is None) or name == default:
+            continue
+        if name in ("numba", "triton", "mamba_ssm") and name not in fused:
             continue
         inputs = make_inputs(*size, device, layout)
         cases[name] = lambda fn=fn, inputs=inputs: forward_backward(fn, inputs)
     med = race(cases, device, repeats)
     for name, t in med.items():
-        print(f"  {name:10s} {t * 1e3:9.1f} ms   ({t / med['ssmcast']:.2f}x ssmcast's time)")
+        print(f"  {name:10s} {t * 1e3:9.1f} ms   ({t / med['ssmcast']:.2f}x the torch reference's time)")
     other = "chunked" if default == "logdepth" else "logdepth"
-    print(f"  scan={other!r} / the default's time: {med[other] / med['ssmcast']:.2f}x")
+    print(f"  torch reference, scan={other!r} / the default's time: {med[other] / med['ssmcast']:.2f}x")
+    for name in fused:
+        print(f"  {name}: {med['ssmcast'] / med[name]:.1f}x the torch reference's speed"
+              + (f", {med['mambapy'] / med[name]:.1f}x mambapy pscan's" if "mambapy" in med else ""))  # fmt: skip
     if "mambapy" in med:
-        print(f"  speed-up over mambapy pscan: {med['mambapy'] / med['ssmcast']:.2f}x (target >= 1.5x)")
-    print(f"  speed-up over the loop: {med['loop'] / med['ssmcast']:.1f}x")
+        print(f"  torch reference over mambapy pscan: {med['mambapy'] / med['ssmcast']:.2f}x")
+    print(f"  torch reference over the loop: {med['loop'] / med['ssmcast']:.1f}x")
 
     print("\n== 2. peak memory of one forward+backward (CPU: a fresh subprocess each) ==")
     mems = {}
@@ -232,18 +302,23 @@ def section_headline(device, quick, threads, repeats):
         print(f"  {name:10s} {mems[name]:9.1f} MiB")
     if "mambapy" in mems:
         print(f"  ssmcast / mambapy peak: {mems['ssmcast'] / max(mems['mambapy'], 1e-9):.2f} (target <= 1)")
+    for name in fused:
+        print(f"  {name} / torch reference peak: {mems[name] / max(mems['ssmcast'], 1e-9):.2f}")
 
 
 def section_scaling(device, quick, threads, repeats):
     b, dim, N = (1, 32, 16) if quick else (2, 64, 16)
     Ls = [256, 512, 1024, 2048] if quick else [1024, 2048, 4096, 8192, 16384, 32768, 65536]
-    print(f"\n== 3. scaling in L, (batch, dim, N) = {(b, dim, N)} ==")
+    name = (fused_names(device) or ["ssmcast"])[0]  # what backend="auto" runs here (mamba_ssm: not timed here)
+    name = "triton" if name == "mamba_ssm" else name
+    print(f"\n== 3. scaling in L, (batch, dim, N) = {(b, dim, N)}, {name} ==")
     times, mems = [], []
     for L in Ls:
         inputs = make_inputs(b, dim, N, L, device)
-        t = race({"s": lambda inputs=inputs: forward_backward(run_ssmcast, inputs)}, device, max(1, repeats // 2))
+        run = CONTENDERS[name][0]
+        t = race({"s": lambda inputs=inputs, run=run: forward_backward(run, inputs)}, device, max(1, repeats // 2))
         times.append(t["s"])
-        mems.append(peak_memory("ssmcast", (b, dim, N, L), device, threads))
+        mems.append(peak_memory(name, (b, dim, N, L), device, threads))
         print(f"  L={L:6d}  {t['s'] * 1e3:9.1f} ms  {t['s'] / L * 1e6:7.2f} us/step  peak {mems[-1]:8.1f} MiB")
     slope_t = np.polyfit(np.log(Ls), np.log(times), 1)[0]
     per_step, fixed = np.polyfit(Ls, mems, 1)
@@ -284,6 +359,16 @@ def section_ssd(device, quick, repeats):
     for name, t in med.items():
         print(f"  {name:16s} {t * 1e3:9.1f} ms")
     print(f"  selective_scan / ssd time: {med['selective_scan'] / med['ssd']:.2f}x (ssd with its default chunk)")
+    b, L, h, p, N = (8, 96, 4, 16, 32) if quick else (32, 96, 4, 16, 32)
+    fused = [n for n in fused_names(device) if n != "mamba_ssm"] + (["mamba_ssm"] if device.type == "cuda" and
+                                                                     has_cuda_kernel() else [])  # fmt: skip
+    print(f"  ssd at the forecasters' default Mamba-2 shape (batch {b}, L {L}, heads {h} x head_dim {p}, N {N}), "
+          "forward+backward:")
+    inputs = ssd_inputs(b, L, h, p, N, device)
+    med = race({name: (lambda name=name: forward_backward(lambda *a: ssd(*a, None, backend=name), inputs))
+                for name in ["torch", *fused]}, device, repeats * 2)  # fmt: skip
+    print("  " + "  ".join(f"{name} {t * 1e3:8.2f} ms" for name, t in med.items()) + "   "
+          + "  ".join(f"{name} {med['torch'] / med[name]:.1f}x torch" for name in fused))  # fmt: skip
 
 
 def section_chunk_sweep(device, quick, repeats):
@@ -337,7 +422,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads (1 gives steadier numbers on a shared machine)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 5, quick 2)")
-    parser.add_argument("--sections", default="1,3,4,5,6", help="comma-separated sections to run (2 runs with 1)")
+    parser.add_argument("--sections", default="0,1,3,4,5,6", help="comma-separated sections (2 runs with 1)")
     parser.add_argument("--peak-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_child:
@@ -348,6 +433,8 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 5)
     sections = {int(x) for x in args.sections.split(",")}
     header(device)
+    if 0 in sections:
+        section_forecaster_shape(device, args.quick, args.threads, repeats)
     if 1 in sections:
         section_headline(device, args.quick, args.threads, repeats)
     if 3 in sections:

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Every check that needs a CUDA GPU, in one go (about 4 minutes on one H200 without the accuracy runs):
-# the tests marked gpu, the four benchmarks on the GPU, then optionally long-horizon accuracy cells on the GPU.
+# Every check that needs a CUDA GPU, in one go (about 6 minutes on one H200 without the accuracy runs):
+# the tests marked gpu (the Triton kernels against numba on the CPU among them), the four benchmarks on the GPU
+# (bench_selective_scan races the Triton kernels, mamba_ssm if installed, the torch reference and mambapy's pscan;
+# bench_forecasters trains old against new side by side at batch 32 and 256), then optionally long-horizon
+# accuracy cells on the GPU.
 #
 #   bash benchmarks/gpu_checks.sh [OUT_DIR]          # logs to OUT_DIR (default gpu-checks/)
 #   ACCURACY=1 bash benchmarks/gpu_checks.sh          # also five uncapped ETTh1 cells at once (trainer=gpu)
@@ -29,12 +32,19 @@ torch.cuda.get_device_name(), 'pandas', pandas.__version__, 'lightning', lightni
   stamp "pytest -m gpu"
   timeout 300 $py -m pytest -q -p no:cacheprovider -m gpu -rs tests/ops tests/backbones tests/forecasters
 } > "$out/tests.txt" 2>&1
+# mambapy's pscan is the comparison of bench_selective_scan (pure PyTorch, no dependencies of its own)
+$py -c "import mambapy" 2>/dev/null || $py -m pip install -q mambapy==1.2.0 --no-deps > /dev/null 2>&1
 
 {
   stamp "bench_s5"; timeout 150 $py benchmarks/bench_s5.py --device cuda
   stamp "bench_s4"; timeout 150 $py benchmarks/bench_s4.py --device cuda
-  stamp "bench_selective_scan"; timeout 150 $py benchmarks/bench_selective_scan.py --device cuda
-  stamp "bench_forecasters"; timeout 150 $py benchmarks/bench_forecasters.py --device cuda --steps 50 --no-streaming
+  stamp "bench_selective_scan"; timeout 150 $py benchmarks/bench_selective_scan.py --device cuda --sections 0,1,3,4,6
+  stamp "bench_forecasters old vs new, batch 32"
+  timeout 120 $py benchmarks/bench_forecasters.py --device cuda --steps 30 --compare --rounds 2 --inputs 96 336 \
+    --no-streaming --panel 0
+  stamp "bench_forecasters old vs new, batch 256"
+  timeout 120 $py benchmarks/bench_forecasters.py --device cuda --steps 30 --compare --rounds 2 --inputs 96 336 \
+    --batch 256 --no-streaming --panel 0
 } > "$out/bench.txt" 2>&1
 fi
 

@@ -341,6 +341,36 @@ def _backward(u, delta, A, B, C, Dskip, z, bias, h0, softplus, ckpt, gy, glast,
             gD[bi, d] = gDacc
 
 
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _arithmetic(b, D, N, L, A2, Bt, Ct, dts, out):  # pragma: no cover
+    for w in prange(b):
+        acc = Ct[0] * 0
+        for _ in range(D):
+            for n in range(N):
+                out[w, n] = 0
+            for t in range(L):
+                dtt = dts[t & 63]
+                x = dtt * Ct[t & 15]
+                s = acc * 0
+                for n in range(N):
+                    hn = fexp2(dtt * A2[n]) * out[w, n] + x * Bt[n]
+                    out[w, n] = hn
+                    s += hn * Ct[n]
+                acc += s
+        out[w, 0] += acc
+
+
+def arithmetic_limit(b: int, D: int, N: int, L: int) -> None:
+    """The float32 forward's arithmetic (an exp and two multiply-adds a state update, the same loops) with every
+    operand in L1 and nothing read or written per step: what the forward would cost without memory traffic.
+    For ``benchmarks/bench_selective_scan.py``."""
+    _threads()
+    rng = np.random.default_rng(0)
+    A2 = -rng.random(N, dtype=np.float32)
+    Bt, Ct = rng.random(max(N, 16), dtype=np.float32), rng.random(max(N, 16), dtype=np.float32)
+    _arithmetic(b, D, N, L, A2, Bt, Ct, rng.random(64, dtype=np.float32) * 0.1, np.empty((b, N), np.float32))
+
+
 # ---------------------------------------------------------------------------------------------------
 # torch glue
 # ---------------------------------------------------------------------------------------------------

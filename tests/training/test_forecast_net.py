@@ -30,3 +30,33 @@ def test_linear_skip_shifts_exactly_the_locations(kind):
     torch.testing.assert_close(base[..., :k], no_skip(x)[..., :k] + b.view(1, h, 1, 1))
     with pytest.raises(ValueError, match="linear_skip needs the last 12 target values"):
         net.decode(net.encode(x), None, None, x[:, -6:, :C])
+
+
+@pytest.mark.parametrize("precision,fused", [("32-true", True), ("bf16-mixed", None)])
+def test_adamw_is_fused_in_full_precision_and_steps_like_the_loop(precision, fused):
+    """The fused AdamW (one kernel for every tensor) in float32; not under mixed precision, where Lightning's AMP
+    plugin refuses gradient clipping with it. Its step equals AdamW's per-tensor loop up to rounding."""
+    from types import SimpleNamespace
+
+    from ssmcast.training.module import ForecastModule
+
+    torch.manual_seed(0)
+    net = ForecastNet(S4DConfig(d_model=8, n_layers=1, d_state=4).build(), 8, 2, 1, 3, 1)
+    module = ForecastModule(net, ForecastLoss("mse"), lr_schedule=None)
+    module._trainer = SimpleNamespace(precision=precision)
+    optimizer = module.configure_optimizers()
+    assert optimizer.defaults["fused"] is fused
+    groups = [{**{k: v for k, v in g.items() if k not in ("params", "fused", "foreach")},
+               "params": [p.detach().clone().requires_grad_() for p in g["params"]]} for g in optimizer.param_groups]
+    loop = torch.optim.AdamW(groups, foreach=False)  # fmt: skip
+    assert loop.defaults["fused"] is None and all(g.get("fused") is None for g in loop.param_groups)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    twins = [p for g in loop.param_groups for p in g["params"]]
+    for _ in range(3):
+        for p, q in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        optimizer.step()
+        loop.step()
+    for p, q in zip(params, twins):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
