@@ -9,8 +9,8 @@ Prints, for the machine it runs on:
      (``scan="chunked"``, the CPU default, and ``scan="logdepth"``, the CUDA default), mambapy's pure-PyTorch
      ``pscan`` (if installed: ``pip install mambapy==1.2.0 --no-deps``) and a plain loop over time;
   2. peak memory of each (each run in its own subprocess: ru_maxrss after one forward+backward minus the
-     resident size just before it, so imports and inputs are not counted; CUDA: max_memory_allocated), at both
-     shapes;
+     resident size just before it, after a tiny warm-up call, so imports, compiled kernels and inputs are not
+     counted; CUDA: max_memory_allocated), at both shapes;
   3. time and peak memory against L from 1k to 64k, with the fitted log-log slopes;
   4. ssd against selective_scan at equal sizes (dim = heads * head_dim);
   5. a chunk-size sweep for both;
@@ -196,6 +196,7 @@ def peak_memory_child(spec: dict) -> dict:
     device = torch.device(spec["device"])
     torch.set_num_threads(spec["threads"])
     fn, layout = CONTENDERS[spec["impl"]]
+    forward_backward(fn, make_inputs(1, 2, 2, 3, device, layout))  # imports, compiled kernels: not counted
     inputs = make_inputs(*spec["size"], device, layout)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -132,3 +132,29 @@ def test_batched_streaming_equals_one_series_at_a_time(config_cls, monkeypatch):
         torch.testing.assert_close(est.stream_[k]["z"], z, rtol=1e-4, atol=1e-5)
         for a, b in zip(flat_states(est.stream_[k]["state"]), flat_states(state), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+WITH_BACKEND = [c for c in CONFIGS if "backend" in {f.name for f in dataclasses.fields(c)}]
+
+
+def test_the_scanning_backbones_have_the_backend_switch():
+    assert {c.__name__ for c in WITH_BACKEND} >= {"S5Config", "MambaConfig", "Mamba2Config", "JambaConfig"}
+
+
+@pytest.mark.parametrize("config_cls", WITH_BACKEND, ids=lambda c: c.__name__)
+def test_backend_is_a_forecaster_parameter_and_the_fused_fit_follows_the_reference(config_cls):
+    """``backbone__backend`` reaches every scan; a fit with the fused kernels (``auto``: numba here) follows the
+    same fit with the plain PyTorch reference, step for step, to float32 rounding."""
+    from sklearn.base import clone
+
+    panel = make_panel(n_series=2, length=80)
+    est = forecaster_for(config_cls)(input_size=16, horizon=4, max_epochs=1, batch_size=32, verbose=False,
+                                     backbone=tiny_config(config_cls), val_size=0, seed=0)
+    reference = clone(est).set_params(backbone__backend="torch")
+    assert reference.get_params()["backbone__backend"] == "torch" and est.get_params()["backbone__backend"] == "auto"
+    est.fit(panel)
+    reference.fit(panel)
+    assert {m.backend for m in reference.net_.modules() if hasattr(m, "backend")} == {"torch"}
+    pd.testing.assert_frame_equal(est.predict(), reference.predict(), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="backend='gpu'"):
+        clone(est).set_params(backbone__backend="gpu").fit(panel)
