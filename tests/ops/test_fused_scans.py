@@ -311,3 +311,27 @@ def test_cuda_kernels_match_the_cpu(backend):
     y_cpu = s5_scan(Lambda_bar, B_bar, Ct, x, backend="numba")
     y = s5_scan(Lambda_bar.cuda(), B_bar.cuda(), Ct.cuda(), x.cuda(), backend=backend)
     torch.testing.assert_close(y.cpu(), y_cpu, rtol=1e-4, atol=1e-4 * y_cpu.abs().max().item())
+
+
+def test_auto_falls_back_to_torch_without_numba(monkeypatch):
+    """An environment without numba (or a device it cannot serve) still runs every op, on the torch reference."""
+    real = backends._installed
+    monkeypatch.setattr(backends, "_installed", lambda name: False if name == "numba" else real(name))
+    assert backends.resolve("auto", torch.device("cpu"), "op") == "torch"
+    u, delta, A, B, C, ex = make_inputs(L=9)
+    y = selective_scan(u, delta, A, B, C, ex["D"])
+    torch.testing.assert_close(y, selective_scan(u, delta, A, B, C, ex["D"], backend="torch"))
+    with pytest.raises(ValueError, match="needs the numba package"):
+        selective_scan(u, delta, A, B, C, backend="numba")
+
+
+def test_numba_kernels_run_from_several_threads_at_once():
+    """numba's OpenMP layer is thread-safe: concurrent calls (e.g. fits in a thread pool) give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [make_inputs(b=2, d=8, N=4, L=70, seed=s) for s in range(6)]
+    serial = [selective_scan(*c[:5], backend="numba") for c in cases]
+    with ThreadPoolExecutor(3) as pool:
+        parallel = list(pool.map(lambda c: selective_scan(*c[:5], backend="numba"), cases))
+    for a, b in zip(serial, parallel):
+        torch.testing.assert_close(a, b)
