@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ssmcast.ops.selective_scan_numba import _FASTMATH, _threads, fexp
+from ssmcast.ops.selective_scan_numba import _FASTMATH, _one, _threads, fexp
 
 # Inner loops index 1-D row views with the loop variable only: an index like ``t - K + 1 + k`` gets numba's
 # negative-index wrap-around check, which keeps LLVM from vectorising the loop (measured 5x slower).
@@ -85,10 +85,6 @@ def _backward(x, w, bias, silu, gy, gx, gw, gb, g, one):  # pragma: no cover
                     gxr[s] += wk * go[s]
                     acc += go[s] * xr[s]
             gw[bi, c, k] = acc
-
-
-def _one(t: torch.Tensor):
-    return np.float64(1.0) if t.dtype == torch.float64 else np.float32(1.0)
 
 
 class CausalConv1d(torch.autograd.Function):
