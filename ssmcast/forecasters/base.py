@@ -491,10 +491,12 @@ class NeuralForecaster(BaseEstimator):
             self.net_.cpu()
 
     def predict_windows(self, context: np.ndarray) -> np.ndarray:
-        """Point forecasts for many windows at once, on the scale the model was fitted on.
+        """Point forecasts for many windows at once, in the data's units (as ``predict(df=window)`` gives them).
 
         ``context`` ``(n_windows, input_size, n_channels)`` -> ``(n_windows, horizon, n_channels)``. Only for
-        models without covariates; with ``channel_mode="mixed"`` the channels are the training series in order.
+        models without covariates. Channel ``j`` is the fitted series ``ids_[j]`` (the training series in order)
+        and is scaled with that series' fitted scaler; a model fitted on one series (or with ``scaler=None``)
+        takes any number of channels.
         """
         check_is_fitted(self, "net_")
         past, future, static = self._columns()
@@ -511,10 +513,17 @@ class NeuralForecaster(BaseEstimator):
             x = (context - loc) / scale
             point, _ = self._predict_units(x.astype(np.float32), np.zeros((n, self.horizon, 0)), np.zeros((n, 0)), [])
             return point * scale + loc
-        x = context.transpose(0, 2, 1).reshape(n * c, self.input_size, 1)
+        if c == len(self.ids_):
+            loc, scale = self.loc_[:, 0], self.scale_[:, 0]  # (c,): channel j is series ids_[j]
+        elif len(self.ids_) == 1 or (np.all(self.loc_[:, 0] == 0) and np.all(self.scale_[:, 0] == 1)):
+            loc, scale = np.full(c, self.loc_[0, 0]), np.full(c, self.scale_[0, 0])
+        else:
+            raise ValueError(f"context has {c} channels; this model was fitted on {len(self.ids_)} series with their "
+                             f"own scalers: give one channel per fitted series, in the order of ids_")
+        x = ((context - loc) / scale).transpose(0, 2, 1).reshape(n * c, self.input_size, 1)
         no_future, no_static = np.zeros((n * c, self.horizon, 0)), np.zeros((n * c, 0))
         point, _ = self._predict_units(x.astype(np.float32), no_future, no_static, [])
-        return point.reshape(n, c, self.horizon).transpose(0, 2, 1)
+        return point.reshape(n, c, self.horizon).transpose(0, 2, 1) * scale + loc
 
     def _history_units(self, df, validated: bool = False) -> dict[int, dict[str, Any]]:
         """Units for a supplied history frame (known series only), scaled with the fitted scaler."""

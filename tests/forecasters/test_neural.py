@@ -165,6 +165,32 @@ def test_mixed_channel_mode_and_predict_windows():
     np.testing.assert_allclose(out[0].T.ravel(), pred["y_pred"].to_numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("channel_mode", ["independent", "mixed"])
+def test_predict_windows_equals_predict_on_raw_scale_data(channel_mode):
+    """On series far from unit scale (levels ~1000), ``predict_windows`` applies each series' fitted scaler as
+    ``predict(df=window)`` does, in every channel mode (issue #32: the independent mode ignored it)."""
+    panel = make_panel(n_series=2)
+    panel["y"] = panel["y"] * 100 + 1000 + 500 * (panel["unique_id"] == "s1")
+    est = tiny(channel_mode=channel_mode, revin=False).fit(panel)
+    wide = panel.pivot(index="ds", columns="unique_id", values="y")  # columns in the order of ids_
+    starts = [40, 70, 96]
+    ctx = np.stack([wide.to_numpy()[s : s + 24] for s in starts])  # (3, 24, 2)
+    out = est.predict_windows(ctx)
+    for k, s in enumerate(starts):
+        window = panel[panel.groupby("unique_id").cumcount().between(s, s + 23)]
+        pred = est.predict(df=window)
+        for j, uid in enumerate(est.ids_):
+            np.testing.assert_allclose(out[k, :, j], pred[pred.unique_id == uid]["y_pred"], rtol=1e-4, atol=1e-3)
+    if channel_mode == "independent":
+        with pytest.raises(ValueError, match="one channel per fitted series"):
+            est.predict_windows(ctx[:, :, :1])
+        single = tiny(revin=False).fit(panel[panel.unique_id == "s1"])
+        one = single.predict_windows(ctx)  # one fitted series: its scaler serves any number of channels
+        last = panel.groupby("unique_id").cumcount().between(96, 119)
+        ref = single.predict(df=panel[(panel.unique_id == "s1") & last])
+        np.testing.assert_allclose(one[2, :, 1], ref["y_pred"], rtol=1e-4, atol=1e-3)
+
+
 def test_covariates_future_and_static():
     panel = make_panel(covariates=True)
     est = tiny(past_covariates=["temp"], future_covariates=["promo"], static_features=["size"],
