@@ -239,7 +239,15 @@ class NeuralForecaster(BaseEstimator):
         bounds = np.r_[starts, len(uid)]
         index = {u: i for i, u in enumerate(self.ids_)}
         rows = np.repeat([index[u] for u in uid[starts]], np.diff(bounds))
-        values = ((frame[value_cols].to_numpy(np.float64) - self.loc_[rows]) / self.scale_[rows]).astype(np.float32)
+        scaled = (frame[value_cols].to_numpy(np.float64) - self.loc_[rows]) / self.scale_[rows]
+        too_large = np.abs(scaled) > np.finfo(np.float32).max  # inf in float32: refuse, naming the series
+        if too_large.any():
+            bad = list(dict.fromkeys(uid[np.flatnonzero(too_large.any(1))]))
+            raise ValueError(
+                f"series {bad[:5]}: values that, scaled by the scaling fitted on the training data, exceed float32's "
+                f"range ({np.finfo(np.float32).max:.3g}), which the model computes in; check those rows"
+            )
+        values = scaled.astype(np.float32)
         ds = frame[TIME].to_numpy()
         out = {uid[a]: {"values": values[a:b], "ds": ds[a:b]} for a, b in zip(bounds[:-1], bounds[1:])}
         return {u: out[u] for u in ids if u in out}
@@ -512,7 +520,9 @@ class NeuralForecaster(BaseEstimator):
             loc, scale = self.loc_[:, 0], self.scale_[:, 0]
             x = (context - loc) / scale
             point, _ = self._predict_units(x.astype(np.float32), np.zeros((n, self.horizon, 0)), np.zeros((n, 0)), [])
-            return point * scale + loc
+            out = point * scale + loc
+            self._check_finite_windows(out, x.transpose(0, 2, 1))
+            return out
         if c == len(self.ids_):
             loc, scale = self.loc_[:, 0], self.scale_[:, 0]  # (c,): channel j is series ids_[j]
         elif len(self.ids_) == 1 or (np.all(self.loc_[:, 0] == 0) and np.all(self.scale_[:, 0] == 1)):
@@ -523,7 +533,22 @@ class NeuralForecaster(BaseEstimator):
         x = ((context - loc) / scale).transpose(0, 2, 1).reshape(n * c, self.input_size, 1)
         no_future, no_static = np.zeros((n * c, self.horizon, 0)), np.zeros((n * c, 0))
         point, _ = self._predict_units(x.astype(np.float32), no_future, no_static, [])
-        return point.reshape(n, c, self.horizon).transpose(0, 2, 1) * scale + loc
+        out = point.reshape(n, c, self.horizon).transpose(0, 2, 1) * scale + loc
+        self._check_finite_windows(out, x.reshape(n, c, self.input_size))
+        return out
+
+    @staticmethod
+    def _check_finite_windows(out: np.ndarray, scaled: np.ndarray) -> None:
+        """``predict_windows``' counterpart of :meth:`_check_finite`: name the windows and channels."""
+        bad = ~np.isfinite(out).all(1)  # (n, c)
+        if bad.any():
+            w, ch = np.nonzero(bad)
+            raise ValueError(
+                f"the forecasts of {len(w)} window(s) are not finite (NaN or inf), e.g. window {w[0]}, channel "
+                f"{ch[0]}: their inputs, scaled by the fitted scaling, reach "
+                f"{float(np.nan_to_num(np.abs(scaled[w, ch]), nan=np.inf).max()):.3g}, beyond what the model's "
+                "float32 arithmetic can carry. Check those values."
+            )  # fmt: skip
 
     def _history_units(self, df, validated: bool = False) -> dict[int, dict[str, Any]]:
         """Units for a supplied history frame (known series only), scaled with the fitted scaler."""
@@ -653,7 +678,22 @@ class NeuralForecaster(BaseEstimator):
                     X[k] = np.concatenate([X[k], rows])
                 if states is not None:
                     states = self._run_steps(states, [new_rows[k] for k in keys])
+        self._check_finite(keys, units, points[:, :h], quants[:, :h])
         return self._to_frame(keys, units, stamps, points[:, :h], quants[:, :h], levels)
+
+    def _check_finite(self, keys, units, *arrays) -> None:
+        """No forecast is NaN or inf without an error naming the series and the cause (issue #32)."""
+        bad = sorted({j for a in arrays for j in np.flatnonzero(~np.isfinite(a.reshape(len(keys), -1)).all(1))})
+        if not bad:
+            return
+        ids = [uid for j in bad for uid in units[keys[j]]["ids"]]
+        reach = max(float(np.nan_to_num(np.abs(units[keys[j]]["X"]), nan=np.inf).max(initial=0.0)) for j in bad)
+        raise ValueError(
+            f"the forecast of series {ids[:5]}{' ...' if len(ids) > 5 else ''} is not finite (NaN or inf): their "
+            f"inputs, scaled by the scaling fitted on the training data, reach {reach:.3g} (training data is near 1 "
+            "on that scale), beyond what the model's float32 arithmetic can carry. Check those rows (a unit or "
+            "scale error, a corrupt value), or refit on data that covers their range."
+        )
 
     def _stamps_after(self, lasts, n: int) -> dict:
         """The ``n`` stamps after each distinct last stamp (panels mostly end on one: one date range for all)."""
@@ -780,6 +820,16 @@ class NeuralForecaster(BaseEstimator):
         try:
             keys = list(new_units)
             advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
+            bad = [k for k, entry in zip(keys, advanced)
+                   if not all(bool(t.isfinite().all()) for t in [entry["z"], *_state_leaves(entry["state"])])]
+            if bad:
+                ids = [uid for k in bad for uid in new_units[k]["ids"]]
+                raise ValueError(
+                    f"df_new would make the recurrent state of series {ids[:5]} non-finite (NaN or inf): its rows, "
+                    f"scaled by the scaling fitted on the training data, reach "
+                    f"{max(float(np.abs(new_units[k]['X']).max()) for k in bad):.3g}, beyond what the model's "
+                    "float32 arithmetic can carry. Nothing was absorbed; check those rows."
+                )  # fmt: skip
             for k, entry in zip(keys, advanced):
                 self.stream_[k] = entry
                 self.history_[k] = _append_rows(self.history_[k], new_units[k]["X"], new_units[k]["ds"])

@@ -9,6 +9,7 @@ from sklearn.exceptions import NotFittedError
 
 import ssmcast
 from ssmcast.backbones.mamba import MambaConfig
+from ssmcast.backbones.s4 import S4DConfig
 from ssmcast.forecasters import MambaForecaster
 from ssmcast.training.module import NonFiniteLossError
 
@@ -189,6 +190,81 @@ def test_predict_windows_equals_predict_on_raw_scale_data(channel_mode):
         last = panel.groupby("unique_id").cumcount().between(96, 119)
         ref = single.predict(df=panel[(panel.unique_id == "s1") & last])
         np.testing.assert_allclose(one[2, :, 1], ref["y_pred"], rtol=1e-4, atol=1e-3)
+
+
+def finite_or_error_naming(fn, series: str):
+    """The invariant of issue #32: a forecast is finite, or the call raises an error naming the series."""
+    try:
+        out = fn()
+    except ValueError as err:
+        assert f"'{series}'" in str(err) and ("not finite" in str(err) or "float32" in str(err)), str(err)
+        return "error"
+    values = out.drop(columns=["unique_id", "ds"]).to_numpy() if isinstance(out, pd.DataFrame) else out
+    assert np.isfinite(values).all()
+    return "finite"
+
+
+@pytest.mark.parametrize("revin", [False, True])
+def test_no_forecast_is_non_finite_without_an_error(revin):
+    """Values far outside what the fitted scaling can carry (a series x1e20 or x1e38, one value of 1e30): every
+    forecast is finite or the call raises an error naming the series and the cause (issue #32)."""
+    panel = make_panel(n_series=2)
+    est = tiny(revin=revin).fit(panel)
+    huge = panel.copy()
+    huge.loc[huge.unique_id == "s1", "y"] *= 1e38  # beyond float32 once scaled
+    with pytest.raises(ValueError, match=r"series \['s1'\]: values that, scaled .* exceed float32's range"):
+        est.predict(df=huge)
+    outcomes = set()
+    for factor in (1e20, 1e30):
+        big = panel.copy()
+        big.loc[big.unique_id == "s1", "y"] *= factor
+        outcomes.add(finite_or_error_naming(lambda big=big: est.predict(df=big), "s1"))
+        spike = panel.copy()
+        spike.loc[spike.index[-1], "y"] = factor  # the last row of s1
+        outcomes.add(finite_or_error_naming(lambda spike=spike: est.predict(df=spike), "s1"))
+        wide = spike.pivot(index="ds", columns="unique_id", values="y").to_numpy()
+        try:
+            assert np.isfinite(est.predict_windows(wide[None, -24:])).all()
+        except ValueError as err:
+            assert "not finite" in str(err)
+    if revin:  # RevIN's statistics overflow: these cases do raise
+        assert "error" in outcomes
+    assert np.isfinite(est.predict(df=panel)["y_pred"]).all()
+
+
+def test_s4d_at_its_defaults_raises_instead_of_forecasting_inf():
+    """The issue's case: S4D at its defaults forecast all-inf for a series x1e20; now an error names it."""
+    panel = make_panel(n_series=2)
+    est = ssmcast.S4DForecaster(input_size=24, horizon=6, max_epochs=1, batch_size=32, verbose=False, val_size=0,
+                                backbone=S4DConfig(d_model=8, n_layers=1, d_state=4)).fit(panel)
+    big = panel.copy()
+    big.loc[big.unique_id == "s1", "y"] *= 1e20
+    assert finite_or_error_naming(lambda: est.predict(df=big), "s1") == "error"
+
+
+def test_update_that_would_make_a_state_non_finite_raises_and_changes_nothing(monkeypatch):
+    panel = make_panel(n_series=2)
+    est = tiny(revin=False).fit(panel)
+    before = est.predict(context="full")  # also fills the cache of states over the training history
+    stream, history = dict(est.stream_), {k: dict(v) for k, v in est.history_.items()}
+    new = pd.DataFrame({"unique_id": ["s0", "s1"], "ds": [panel.ds.max() + pd.Timedelta("1h")] * 2,
+                        "y": [10.0, 11.0]})  # fmt: skip
+    real_step = est.net_.step
+
+    def step_poisoning_s1(x, state):  # s1 is the second unit of the batch: its state turns NaN
+        z, state = real_step(x, state)
+        z = z.clone()
+        z[1] = float("nan")
+        return z, state
+
+    monkeypatch.setattr(est.net_, "step", step_poisoning_s1)
+    with pytest.raises(ValueError, match=r"recurrent state of series \['s1'\] non-finite.*Nothing was absorbed"):
+        est.update(new)
+    monkeypatch.undo()
+    assert est.stream_.keys() == stream.keys() and all(est.stream_[k] is stream[k] for k in stream)
+    assert all(len(est.history_[k]["X"]) == len(history[k]["X"]) for k in history)
+    pd.testing.assert_frame_equal(est.predict(context="full"), before)
+    assert np.isfinite(est.update(new)["y_pred"]).all()
 
 
 def test_covariates_future_and_static():
