@@ -112,7 +112,7 @@ def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = T
     * ``pd.Series``: one series named by ``data.name`` (else ``"series_0"``), ``ds`` from its index.
 
     Returns a new frame sorted by ``(unique_id, ds)`` (stable) with a fresh ``RangeIndex``; ``unique_id``
-    is ``str``, ``ds`` datetime64 or int64. Raises ``ValueError`` for missing columns.
+    is ``str``, ``ds`` datetime64 or int64. Raises ``ValueError`` for missing or duplicated columns.
     """
     if isinstance(data, pd.Series):
         uid = "series_0" if data.name is None else str(data.name)
@@ -123,6 +123,9 @@ def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = T
         raise TypeError(f"expected a pandas DataFrame (long or wide) or Series; got {type(data).__name__}")
     if isinstance(data.columns, pd.MultiIndex):
         raise ValueError("MultiIndex columns are not supported: pass a long frame or a flat wide frame")
+    duplicated = list(dict.fromkeys(data.columns[data.columns.duplicated()]))
+    if duplicated:
+        raise ValueError(f"duplicate column name(s) {duplicated}: each column must be named once")
     named = id_col != ID or target_col != TARGET
     if id_col in data.columns or named:
         missing = [col for col in (id_col, time_col, target_col) if col not in data.columns]

@@ -808,6 +808,13 @@ class NeuralForecaster(BaseEstimator):
         following = self._stamps_after([self.history_[k]["ds"][-1] for k in new_units], 1)
         for k, unit in new_units.items():
             expected = following[self.history_[k]["ds"][-1]][0]
+            zone_new, zone_fit = _time_zone(unit["ds"][0]), _time_zone(expected)
+            if zone_new != zone_fit:
+                raise ValueError(
+                    f"df_new's time stamps of series {unit['ids']} are in time zone {zone_new or 'none (naive)'}, the "
+                    f"model's in {zone_fit or 'none (naive)'}: convert df_new's ds to the model's (e.g. "
+                    f"ds.dt.tz_convert(...) or ds.dt.tz_localize(None)); next expected stamp {expected}"
+                )
             if unit["ds"][0] != expected:
                 raise ValueError(
                     f"df_new must continue series {unit['ids']} right after their last stamp "
@@ -938,6 +945,14 @@ def _append_rows(unit: dict, X: np.ndarray, ds: np.ndarray) -> dict:
         buffers = (bx, bds)
     buffers[0][n : n + m], buffers[1][n : n + m] = X, ds
     return dict(unit, X=buffers[0][: n + m], ds=buffers[1][: n + m], buffers=buffers)
+
+
+def _time_zone(stamp) -> str | None:
+    """The time zone of a time stamp as text (None for naive stamps and integer steps)."""
+    if isinstance(stamp, (int, np.integer)):
+        return None
+    tz = pd.Timestamp(stamp).tz
+    return None if tz is None else str(tz)
 
 
 def _denorm(values, stats):

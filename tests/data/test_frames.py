@@ -250,6 +250,13 @@ BAD_INPUTS = [
     ("missing ds", lambda f: with_value(f, 4, "ds", None).astype({"ds": "datetime64[us]"}), {}, r"missing ds.*'b'"),
     ("missing id", lambda f: with_value(f, 0, "unique_id", None), {}, r"missing unique_id in 1 row"),
     ("bad fill", lambda f: f, {"fill": "mean"}, r"fill must be one of"),
+    ("duplicate target column", lambda f: pd.concat([f, f[["y"]]], axis=1), {}, r"duplicate column name\(s\) \['y'\]"),
+    (
+        "duplicate covariate columns",
+        lambda f: pd.concat([f.assign(p=1.0), f[["y"]].rename(columns={"y": "p"})], axis=1),
+        {},
+        r"duplicate column name\(s\) \['p'\]",
+    ),
     ("bad min_length", lambda f: f, {"min_length": 0}, r"min_length must be a positive integer"),
     ("missing covariate", lambda f: f, {"covariates": ["price"]}, r"covariate column\(s\) \['price'\] not found"),
     (

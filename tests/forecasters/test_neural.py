@@ -267,6 +267,16 @@ def test_update_that_would_make_a_state_non_finite_raises_and_changes_nothing(mo
     assert np.isfinite(est.update(new)["y_pred"]).all()
 
 
+def test_update_with_rows_in_another_time_zone_says_so():
+    """Issue #32, item 8: a model fitted on naive stamps, rows in UTC: the error names the two time zones."""
+    panel = make_panel(n_series=1)
+    est = tiny(max_epochs=1).fit(panel)
+    new = pd.DataFrame({"unique_id": ["s0"], "ds": [panel.ds.max() + pd.Timedelta("1h")], "y": [1.0]})
+    with pytest.raises(ValueError, match=r"time zone UTC, the model's in none \(naive\).*tz_localize\(None\)"):
+        est.update(new.assign(ds=new.ds.dt.tz_localize("UTC")))
+    assert np.isfinite(est.update(new)["y_pred"]).all()
+
+
 def test_covariates_future_and_static():
     panel = make_panel(covariates=True)
     est = tiny(past_covariates=["temp"], future_covariates=["promo"], static_features=["size"],
