@@ -123,11 +123,11 @@ def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = T
         raise TypeError(f"expected a pandas DataFrame (long or wide) or Series; got {type(data).__name__}")
     if isinstance(data.columns, pd.MultiIndex):
         raise ValueError("MultiIndex columns are not supported: pass a long frame or a flat wide frame")
-    duplicated = list(dict.fromkeys(data.columns[data.columns.duplicated()]))
-    if duplicated:
-        raise ValueError(f"duplicate column name(s) {duplicated}: each column must be named once")
     named = id_col != ID or target_col != TARGET
     if id_col in data.columns or named:
+        duplicated = list(dict.fromkeys(data.columns[data.columns.duplicated()]))
+        if duplicated:  # (a wide frame's duplicated series columns get their own message below)
+            raise ValueError(f"duplicate column name(s) {duplicated}: each column must be named once")
         missing = [col for col in (id_col, time_col, target_col) if col not in data.columns]
         if missing:
             raise ValueError(
