@@ -128,12 +128,24 @@ def model_config(name: str, cfg) -> dict:
     return OmegaConf.to_container(context.model, resolve=True)
 
 
-def build_model(config: dict, quick: bool):
-    """Instantiate a model config; ``quick`` trims a neural model to one short epoch."""
+def build_model(config: dict, quick: bool, check: bool = True):
+    """Instantiate a model config; ``quick`` trims a neural model to one short epoch.
+
+    ``check``: validate its arguments now, before any data is read (e.g. ``horizon=0`` or
+    ``trainer.max_epochs=abc``: an error at once, not after loading). ``compare`` passes False: a model with bad
+    arguments fails in its own leaderboard row there, and the others run. Either way the values ``quick``
+    replaces are checked first, so that it never hides a bad one.
+    """
     from ssmcast.config import build
 
     est = build(config)
+    validate = getattr(est, "_check_params", None)
+    if check and callable(validate):
+        validate()
     if quick and "max_epochs" in est.get_params(deep=False):
+        epochs = est.get_params(deep=False)["max_epochs"]
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise JobError(f"max_epochs must be a positive integer; got {epochs!r} (quick=true would replace it)")
         kwargs = dict(est.get_params(deep=False).get("trainer_kwargs") or {})
         kwargs.update(QUICK_TRAINER)
         est.set_params(max_epochs=1, trainer_kwargs=kwargs)
@@ -206,18 +218,25 @@ def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame,
     return tracker
 
 
+def _check_horizon(cfg) -> int:
+    horizon = cfg.horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise JobError(f"horizon must be a positive integer; got {horizon!r}")
+    return horizon
+
+
 def train(cfg, out: Path, resolved: dict) -> float | None:
     """Fit the model and baselines, evaluate on the test part, write and log everything."""
-    frame, data_name = load_data(resolved["data"])
-    if cfg.get("quick"):
-        frame = quick_data(frame, resolved)
-    horizon, metrics = int(cfg.horizon), [str(m) for m in cfg.metrics]
+    horizon, metrics = _check_horizon(cfg), [str(m) for m in cfg.metrics]
     model_name = _choice("model", "model")
     models = {model_name: build_model(resolved["model"], cfg.get("quick", False))}
     for name in cfg.get("baselines") or []:
         if name in models:
             raise JobError(f"baselines: {name!r} is also the model")
         models[name] = build_model(model_config(name, cfg), cfg.get("quick", False))
+    frame, data_name = load_data(resolved["data"])  # after every argument is checked: loading can take a while
+    if cfg.get("quick"):
+        frame = quick_data(frame, resolved)
     ltsf = resolved["data"].get("protocol") == "ltsf"
     if _is_worker():  # DDP rank > 0: take part in the fit, nothing else
         _evaluate(models[model_name], model_name, frame, cfg, resolved, ltsf, None)
@@ -377,14 +396,15 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
         raise JobError("models is empty: e.g. models=[mamba,ets]")
     if len(set(names)) != len(names):
         raise JobError(f"models lists a model twice: {names}")
+    horizon = _check_horizon(cfg)
+    estimators = {name: build_model(model_config(name, cfg), cfg.get("quick", False), check=False) for name in names}
     frame, data_name = load_data(resolved["data"])
     if cfg.get("quick"):
         frame = quick_data(frame, resolved)
-    estimators = {name: build_model(model_config(name, cfg), cfg.get("quick", False)) for name in names}
     tracker = _tracker(cfg, out, resolved, f"compare-{data_name}", frame, data_name)
     failed = True
     try:
-        horizon, metrics = int(cfg.horizon), [str(m) for m in cfg.metrics]
+        metrics = [str(m) for m in cfg.metrics]
         season = _season(cfg, frame)
         benchmark = None  # owa: Naive2 on the same windows, computed once for every model
         if "owa" in metrics:

@@ -57,6 +57,30 @@ def test_config_errors_give_a_clear_message_not_a_traceback(args, message, tmp_p
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(
+    "command, args, message",
+    [
+        ("train", ["horizon=0"], "horizon must be a positive integer; got 0"),
+        ("compare", ["horizon=0"], "horizon must be a positive integer; got 0"),
+        ("train", ["trainer.max_epochs=abc"], "max_epochs must be a positive integer; got 'abc'"),
+        ("train", ["trainer.max_epochs=abc", "quick=true"], "max_epochs must be a positive integer; got 'abc'"),
+        ("compare", ["trainer.max_epochs=abc", "quick=true"], "max_epochs must be a positive integer; got 'abc'"),
+    ],
+    ids=["train-horizon-0", "compare-horizon-0", "train-epochs-abc", "train-epochs-abc-quick",
+         "compare-epochs-abc-quick"],
+)
+def test_bad_arguments_fail_before_any_data_is_read(command, args, message, tmp_path):
+    """Issue #32, item 11: the composed config is checked first. The data path does not exist, so an error about
+    the argument (not the file) shows the check ran before loading; quick=true no longer hides a bad value.
+    (``compare`` keeps failing a model with bad arguments of its own in its leaderboard row, the others run.)"""
+    data = ["data=csv", "data.path=/no/such/file.csv", "tracking=none"]
+    models = ["models=[mamba]"] if command == "compare" else []
+    out = run_cli([command, *run_dir([*data, *models, *args], tmp_path / "run")], tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+    assert "no such file" not in out.stderr and "Traceback" not in out.stderr
+
+
 def test_train_writes_forecasts_metrics_figures_and_models(tmp_path):
     csv = tiny_csv(tmp_path)
     args = ["model=mamba", *csv_data(csv), *TINY_RUN, *tiny_model("MambaConfig"), "baselines=[naive]",
