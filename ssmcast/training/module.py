@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,6 +111,36 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def rng_states() -> dict:
+    """torch's (CPU and every CUDA device's), numpy's and Python's random-number states, as tensors and plain
+    lists (what ``torch.load(weights_only=True)`` reads back)."""
+    import random
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.as_tensor(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [int(version), list(internal), gauss_next],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` collected."""
+    import random
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "torch.cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["torch.cuda"])
+
+
 class ForecastModule(L.LightningModule):
     def __init__(
         self,
@@ -159,6 +190,16 @@ class ForecastModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss = self._loss(batch)
         self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The random-number states go into every checkpoint, so that a fit resumed from it draws the same
+        dropout masks as the uninterrupted fit (the data order already depends only on seed and epoch)."""
+        checkpoint["ssmcast_rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("ssmcast_rng_states")
+        if states is not None:  # checkpoints written before the states were kept resume as they did
+            set_rng_states(states)
 
     def configure_optimizers(self):
         groups = parameter_groups(self.net, lr=self.learning_rate, weight_decay=self.weight_decay)

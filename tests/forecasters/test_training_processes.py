@@ -17,16 +17,21 @@ import pandas as pd
 sys.path.insert(0, {tests!r})
 from panels_for_tests import make_panel
 from ssmcast.backbones.mamba import MambaConfig
-from ssmcast.forecasters import MambaForecaster
+from ssmcast.backbones.s4 import S4Config, S4DConfig
+from ssmcast.forecasters import MambaForecaster, S4DForecaster, S4Forecaster
 
 mode, out = sys.argv[1], sys.argv[2]
+model = os.environ.get("SSMCAST_TEST_MODEL", "mamba")  # S4/S4D keep their default dropout (0.1): RNG state matters
+cls, backbone = {{"mamba": (MambaForecaster, MambaConfig(d_model=8, n_layers=1, d_state=4)),
+                  "s4d": (S4DForecaster, S4DConfig(d_model=8, n_layers=1, d_state=4)),
+                  "s4": (S4Forecaster, S4Config(d_model=8, n_layers=1, d_state=4))}}[model]
 kwargs = dict(input_size=24, horizon=6, batch_size=16, verbose=False, seed=0, lr_schedule=None,
-              backbone=MambaConfig(d_model=8, n_layers=1, d_state=4), val_size=0)
+              backbone=backbone, val_size=0)
 if mode == "ddp":
     kwargs.update(max_epochs=2, trainer_kwargs={{"strategy": "ddp", "devices": 2, "accelerator": "cpu"}})
 else:
     kwargs.update(max_epochs=int(sys.argv[3]), checkpoint_dir=sys.argv[4])
-est = MambaForecaster(**kwargs)
+est = cls(**kwargs)
 est.fit(make_panel(), resume=(mode == "resume"))
 rank = int(os.environ.get("LOCAL_RANK", 0))
 pred = est.predict()
@@ -42,9 +47,10 @@ def _write_script(tmp_path: Path) -> Path:
     return script
 
 
-def _env():
+def _env(model: str = "mamba"):
     env = dict(os.environ)
     env["PYTHONWARNINGS"] = "ignore"
+    env["SSMCAST_TEST_MODEL"] = model
     env.pop("PYTEST_XDIST_WORKER", None)
     return env
 
@@ -62,17 +68,20 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("model", ["mamba", "s4d", "s4"])
+def test_killed_fit_resumes_to_the_uninterrupted_result(model, tmp_path):
+    """SIGKILL after the first epoch's checkpoint, then fit(resume=True) in a new process: the forecasts equal an
+    uninterrupted fit's, also with dropout (S4/S4D's default 0.1), whose masks come from the restored RNG states."""
     script = _write_script(tmp_path)
     epochs = 4
     reference = tmp_path / "ref"
     subprocess.run([sys.executable, str(script), "fit", str(reference), str(epochs), str(tmp_path / "ck_ref")],
-                   check=True, cwd=tmp_path, env=_env(), timeout=600)
+                   check=True, cwd=tmp_path, env=_env(model), timeout=600)
 
     ckpt = tmp_path / "ck"
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), "fit", str(killed), "1000", str(ckpt)], cwd=tmp_path,
-                            env=_env(), start_new_session=True)
+                            env=_env(model), start_new_session=True)
     try:
         deadline = time.time() + 300
         while not (ckpt / "last.ckpt").exists():  # wait for the first epoch's checkpoint, then kill
@@ -86,7 +95,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
 
     resumed = tmp_path / "resumed"
     subprocess.run([sys.executable, str(script), "resume", str(resumed), str(epochs), str(ckpt)], check=True,
-                   cwd=tmp_path, env=_env(), timeout=600)
+                   cwd=tmp_path, env=_env(model), timeout=600)
     ref = pd.read_csv(f"{reference}.rank0.csv")
     res = pd.read_csv(f"{resumed}.rank0.csv")
     pd.testing.assert_frame_equal(res, ref, rtol=1e-4, atol=1e-5)

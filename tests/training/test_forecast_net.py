@@ -60,3 +60,22 @@ def test_adamw_is_fused_in_full_precision_and_steps_like_the_loop(precision, fus
         loop.step()
     for p, q in zip(params, twins):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    """What ForecastModule puts in a checkpoint restores torch's, numpy's and Python's generators exactly."""
+    import random
+
+    import numpy as np
+
+    from ssmcast.training.module import rng_states, set_rng_states
+
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    torch.save({"ssmcast_rng_states": rng_states()}, tmp_path / "c.ckpt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()  # move every generator on
+    set_rng_states(torch.load(tmp_path / "c.ckpt", weights_only=True)["ssmcast_rng_states"])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
