@@ -120,11 +120,38 @@ def ui(args: list[str]) -> int:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(options.port), "--workers", str(options.workers)]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    print(f"MLflow UI on http://127.0.0.1:{options.port} (store {uri}); Ctrl-C stops it", flush=True)
+    print(f"MLflow UI on http://127.0.0.1:{options.port} (store {uri}); stop it with Ctrl-C or "
+          f"kill -TERM {os.getpid()}", flush=True)
+    return _serve(command, env)
+
+
+def _serve(command: list[str], env: dict) -> int:
+    """Run the server in a process group of its own and forward SIGTERM/SIGINT/SIGHUP to the whole group (the
+    server and its workers), then wait for it: stopping ``ssmcast ui`` leaves nothing listening."""
+    import signal
+
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:  # already gone
+            pass
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                code = server.wait(timeout=30 if stopping else None)
+                break
+            except subprocess.TimeoutExpired:  # the group ignored SIGTERM for 30 s
+                os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopping else code
 
 
 # a tracking server that went away should cost seconds, not MLflow's default minutes of retries

@@ -220,9 +220,22 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
         assert (tmp_path / "mlflow.db").exists()
         with socket.socket() as sock:  # bound to loopback only: no listener on another local address
             assert sock.connect_ex(("127.0.0.1", port)) == 0
+        # issue #32, item 10: SIGTERM to the ``ssmcast ui`` process alone stops the server and its workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.5)
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server still listens"
+        assert "kill -TERM" in proc.stdout.read().decode()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
         proc.stdout.close()
 
 
