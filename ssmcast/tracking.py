@@ -11,6 +11,12 @@ each series of ``history_df`` (``params={"h": 12}`` for another horizon). The py
 ``est.save(dir)`` artifacts and :func:`ssmcast.load`; a model without ``save`` (the classical baselines)
 is stored as its config and refitted on the history it is given. Nothing is pickled.
 
+Security: MLflow's models-from-code design means ``mlflow.pyfunc.load_model`` *runs* the model's stored
+``ssmcast_pyfunc.py``, so a tampered model folder runs its code. Load models from stores you trust that way; for
+anything else use :func:`load_logged_model`, which downloads only the weights-only folder ``est.save`` wrote
+(``<model>/artifacts/model``) and reads it with :func:`ssmcast.load` (JSON and ``torch.load(weights_only=True)``):
+no code from the store runs.
+
 Tracking never stops a run: when the server is unreachable or fails midway, a :class:`TrackingWarning`
 says so once and where the outputs are written locally, and the rest of the run goes on untracked.
 mlflow, lightning and torch are imported only inside the functions that need them.
@@ -536,3 +542,36 @@ def log_forecaster(estimator, history, name: str = "model", scaling: dict | None
         finally:
             pyfunc_logger.setLevel(level)
     return info
+
+
+def load_logged_model(model_uri: str, tracking_uri: str | None = None):
+    """The fitted forecaster of a model logged by :func:`log_forecaster`, loaded without running stored code.
+
+    ``model_uri``: ``runs:/<run_id>/model``, ``models:/m-<id>`` or any URI MLflow resolves. Only the
+    ``artifacts/model`` folder (written by ``est.save``) is downloaded and read by :func:`ssmcast.load`; the
+    pyfunc's ``ssmcast_pyfunc.py`` is neither downloaded nor imported. Models without ``save`` (the classical
+    baselines) have no such folder: a clear error says so.
+    """
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    from ssmcast.forecasters.base import load
+
+    with tempfile.TemporaryDirectory(prefix="ssmcast-logged-") as tmp:
+        try:
+            root = model_uri.rstrip("/")
+            if root.startswith("models:/"):  # a logged or registered model: its storage location
+                previous = mlflow.get_tracking_uri()
+                if tracking_uri is not None:
+                    mlflow.set_tracking_uri(tracking_uri)
+                try:
+                    root = ModelsArtifactRepository.get_underlying_uri(root).rstrip("/")
+                finally:
+                    mlflow.set_tracking_uri(previous)
+            path = mlflow.artifacts.download_artifacts(root + "/artifacts/model", dst_path=tmp,
+                                                       tracking_uri=tracking_uri)  # fmt: skip
+        except Exception as err:  # MLflow raises its own exception types for a missing path
+            raise ValueError(f"{model_uri} has no weights-only model folder (artifacts/model): was it logged by "
+                             f"log_forecaster from a neural forecaster? ({type(err).__name__}: {err})") from None
+        return load(path)

@@ -12,9 +12,18 @@ import pytest
 from cli_helpers import TINY_RUN, csv_data, free_port, run_cli, run_dir, tiny_csv, tiny_frame, tiny_model
 from mlflow import MlflowClient
 
+import ssmcast
+import ssmcast.baselines
 from ssmcast import MambaForecaster, load
 from ssmcast.backbones.mamba import MambaConfig
-from ssmcast.tracking import RunTracker, TrackingWarning, active_run_logger, log_forecaster, metric_prefix
+from ssmcast.tracking import (
+    RunTracker,
+    TrackingWarning,
+    active_run_logger,
+    load_logged_model,
+    log_forecaster,
+    metric_prefix,
+)
 
 
 def long_frame(**kwargs) -> pd.DataFrame:
@@ -176,6 +185,31 @@ def test_log_forecaster_round_trips_a_model_fitted_on_scaled_data(sqlite_uri):
     assert "ForecasterModel" in (local / "ssmcast_pyfunc.py").read_text()
     with pytest.raises(ValueError, match="active MLflow run"):
         log_forecaster(est, scaled)
+
+
+def test_load_logged_model_reads_the_weights_only_folder_and_runs_no_stored_code(sqlite_uri, monkeypatch):
+    """Issue #32, item 12: the safe way to load a logged model: only ``artifacts/model`` (est.save's JSON and
+    weights) is read; a tampered ``ssmcast_pyfunc.py`` in the store never runs."""
+    df = long_frame()
+    est = tiny_mamba(max_epochs=1).fit(df)
+    with mlflow.start_run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mlflow's own notes on the model environment
+            info = log_forecaster(est, df)
+            naive_info = log_forecaster(ssmcast.baselines.NaiveForecaster().fit(df), df, name="naive")
+    # tamper with the stored code (every copy in the store): loading it the pyfunc way now runs it
+    root = Path(mlflow.get_experiment_by_name("python-api").artifact_location.removeprefix("file://"))
+    stored = list(root.rglob("ssmcast_pyfunc.py"))
+    assert stored, root
+    for path in stored:
+        path.write_text("raise RuntimeError('stored code ran')\n")
+    with pytest.raises(Exception, match="stored code ran"):
+        mlflow.pyfunc.load_model(info.model_uri)
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda *a, **k: pytest.fail("load_model must not be used"))
+    loaded = load_logged_model(info.model_uri)
+    pd.testing.assert_frame_equal(loaded.predict(df=df), est.predict(df=df))
+    with pytest.raises(ValueError, match="no weights-only model folder"):
+        load_logged_model(naive_info.model_uri)
 
 
 def test_log_forecaster_takes_every_series_as_the_example_of_a_mixed_channel_model(sqlite_uri):
