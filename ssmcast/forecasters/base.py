@@ -806,15 +806,16 @@ class NeuralForecaster(BaseEstimator):
         new_units = self._history_units(frame, validated=True)
         offset = as_offset(self.freq_)
         following = self._stamps_after([self.history_[k]["ds"][-1] for k in new_units], 1)
+        tz = getattr(frame[TIME].dtype, "tz", None)  # once for the frame, not per series
+        zone_new, zone_fit = (None if tz is None else str(tz)), _time_zone(next(iter(self.history_.values()))["ds"][-1])
+        if zone_new != zone_fit:
+            raise ValueError(
+                f"df_new's time stamps are in time zone {zone_new or 'none (naive)'}, the model's in "
+                f"{zone_fit or 'none (naive)'}: convert df_new's ds to the model's (e.g. ds.dt.tz_convert(...) or "
+                "ds.dt.tz_localize(None))"
+            )
         for k, unit in new_units.items():
             expected = following[self.history_[k]["ds"][-1]][0]
-            zone_new, zone_fit = _time_zone(unit["ds"][0]), _time_zone(expected)
-            if zone_new != zone_fit:
-                raise ValueError(
-                    f"df_new's time stamps of series {unit['ids']} are in time zone {zone_new or 'none (naive)'}, the "
-                    f"model's in {zone_fit or 'none (naive)'}: convert df_new's ds to the model's (e.g. "
-                    f"ds.dt.tz_convert(...) or ds.dt.tz_localize(None)); next expected stamp {expected}"
-                )
             if unit["ds"][0] != expected:
                 raise ValueError(
                     f"df_new must continue series {unit['ids']} right after their last stamp "
