@@ -56,23 +56,48 @@ def config_dir() -> Path:
     return path
 
 
+def _multirun_job() -> tuple[int, str] | None:
+    """``(job number, output dir)`` inside a ``--multirun`` job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not inside a Hydra app
+        return None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return int(hydra_cfg.job.num), hydra_cfg.runtime.output_dir
+
+
 def _task(cfg) -> float | None:
-    """The Hydra task: one train/compare job; data and config problems end with a one-line error."""
+    """The Hydra task: one train/compare job; data and config problems end with a one-line error.
+
+    In a ``--multirun`` a failing job does not stop the sweep: its error is printed and recorded (a FAILED child
+    run with the error; the sweep's summary and its parent run), and the next job runs."""
     from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
 
+    from ssmcast import tracking
     from ssmcast.datasets import DatasetNotFoundError
     from ssmcast.jobs import run
 
+    expected = (ValueError, TypeError, FileNotFoundError, DatasetNotFoundError, InstantiationException,
+                OmegaConfBaseException)  # fmt: skip
+    job = _multirun_job()
+    tracking._STATE.job_tracked = False
     try:
         return run(cfg)
-    except (ValueError, TypeError, FileNotFoundError, DatasetNotFoundError, InstantiationException,
-            OmegaConfBaseException) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (isinstance(err, expected) or job is not None):
             raise
         message = str(err).strip().splitlines()
-        print(f"ssmcast: error: {type(err).__name__}: {' '.join(message)[:2000]}", file=sys.stderr)
+        where = f"job #{job[0]}: " if job is not None else ""
+        print(f"ssmcast: error: {where}{type(err).__name__}: {' '.join(message)[:2000]}", file=sys.stderr)
         print("(set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        if job is not None:
+            tracking.record_sweep_failure(cfg, job[0], err, job[1])
+            return None
         raise SystemExit(1) from None
 
 
@@ -90,6 +115,8 @@ def run_hydra(command: str, args: list[str]) -> int:
     app = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_task)
     if not any(a.startswith("command=") for a in args):  # also what Lightning's DDP re-launch of sys.argv sees
         args = _with_override(args, f"command={command}")
+    from ssmcast import tracking
+
     old = sys.argv
     sys.argv = [old[0] if old else "ssmcast", *args]
     try:
@@ -98,6 +125,11 @@ def run_hydra(command: str, args: list[str]) -> int:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         sys.argv = old
+    failures = tracking.sweep_failures()
+    if failures:
+        print(f"ssmcast: error: {len(failures)} job(s) of the sweep failed: "
+              + "; ".join(f"#{job} {text[:200]}" for job, text in failures), file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -243,7 +243,7 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
         return None
 
     tracker = _tracker(cfg, out, resolved, f"train-{model_name}-{data_name}", frame, data_name)
-    failed = True
+    failed, error = True, None
     try:
         results = {}
         for name, est in models.items():
@@ -276,8 +276,11 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
         failed = False
         value = table.set_index("model").loc[model_name, cfg.get("objective") or key]
         return float(value) if np.isfinite(value) else None
+    except BaseException as err:
+        error = err
+        raise
     finally:
-        tracker.finish(failed=failed)
+        tracker.finish(failed=failed, error=error)
 
 
 def _evaluate(est, name: str, frame: pd.DataFrame, cfg, resolved: dict, ltsf: bool, prefix: str | None) -> dict:
@@ -402,7 +405,7 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
     if cfg.get("quick"):
         frame = quick_data(frame, resolved)
     tracker = _tracker(cfg, out, resolved, f"compare-{data_name}", frame, data_name)
-    failed = True
+    failed, error = True, None
     try:
         metrics = [str(m) for m in cfg.metrics]
         season = _season(cfg, frame)
@@ -443,8 +446,11 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
         if not columns or board.table[columns[0]].isna().all():
             return None
         return float(board.table[columns[0]].iloc[0])
+    except BaseException as err:
+        error = err
+        raise
     finally:
-        tracker.finish(failed=failed)
+        tracker.finish(failed=failed, error=error)
 
 
 def main_job(**overrides: Any) -> float | None:

@@ -69,6 +69,8 @@ class _State:
         self.local_dir: Path | None = None
         self.prefix = ""
         self.on_failure = None
+        self.job_tracked = False  # a RunTracker started in the current job (reset by the CLI per job)
+        self.sweep_failures: list[tuple[int, str]] = []  # (job number, error) of a --multirun's failed jobs
 
 
 _STATE = _State()
@@ -257,6 +259,7 @@ class RunTracker:
     def start(self) -> RunTracker:
         _STATE.local_dir = self.local_dir
         _STATE.on_failure = self.problems.append
+        _STATE.job_tracked = True
         if not self.settings.get("enabled", True):
             return self
         problem = server_problem(self.uri, float(self.settings.get("health_timeout_s", 5)))
@@ -321,9 +324,17 @@ class RunTracker:
                           scaling=scaling)
         return None if info is None else info.model_uri
 
-    def finish(self, failed: bool = False) -> None:
-        """End the run (FINISHED, or FAILED when the job raised) and restore the process state."""
+    def finish(self, failed: bool = False, error: BaseException | None = None) -> None:
+        """End the run (FINISHED, or FAILED when the job raised: ``error`` then goes into the run folder as
+        ``error.txt`` and into the run as the tag ``ssmcast.error`` and that artifact) and restore the process
+        state."""
         try:
+            if error is not None:
+                text = f"{type(error).__name__}: {error}"
+                self.local_dir.mkdir(parents=True, exist_ok=True)
+                (self.local_dir / "error.txt").write_text(text + "\n")
+                self.set_tags({"ssmcast.error": text[:5000]})
+                self.log_artifact(self.local_dir / "error.txt")
             if self.run_id is not None:
                 import mlflow
 
@@ -354,6 +365,10 @@ class MultirunParentRun(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        _STATE.sweep_failures.clear()
+        self._start_parent(config)
+
+    def _start_parent(self, config) -> None:
         settings = config.get("tracking") or {}
         if not settings.get("enabled", True):
             return
@@ -389,10 +404,33 @@ class MultirunParentRun(Callback):
         try:
             from mlflow import MlflowClient
 
-            MlflowClient(self.uri).set_terminated(self.run_id, "FINISHED")
+            MlflowClient(self.uri).set_terminated(self.run_id, "FAILED" if _STATE.sweep_failures else "FINISHED")
         except Exception as err:  # noqa: BLE001
             warnings.warn(f"could not close the sweep's parent run {self.run_id} ({err})", TrackingWarning,
                           stacklevel=2)
+
+
+def record_sweep_failure(cfg, job: int, error: BaseException, local_dir: str | Path) -> None:
+    """A ``--multirun`` job failed: remember it for the sweep's summary and parent run, and make sure it has a
+    FAILED child run carrying the error (the job's own, or a new one when it failed before starting it)."""
+    text = f"{type(error).__name__}: {error}"
+    _STATE.sweep_failures.append((job, text))
+    if _STATE.job_tracked:  # the job's RunTracker already ended its run as FAILED, with the error
+        return
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(cfg.tracking, resolve=True) if cfg.get("tracking") is not None else {}
+    tracker = RunTracker(settings, local_dir, f"{cfg.get('command', 'train')}-job{job}-failed",
+                         {"ssmcast.command": cfg.get("command", "train"), "git_commit": git_commit()},
+                         parent_run_id=os.environ.get(PARENT_ENV))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrackingWarning)  # the job's own failure is what the user must see
+        tracker.start().finish(failed=True, error=error)
+
+
+def sweep_failures() -> list[tuple[int, str]]:
+    """``(job number, error)`` of the failed jobs of the last ``--multirun`` in this process."""
+    return list(_STATE.sweep_failures)
 
 
 # ------------------------------------------------------------------------------------------ pyfunc model

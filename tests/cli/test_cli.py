@@ -137,6 +137,51 @@ def test_compare_in_which_every_model_fails_is_an_error_and_a_failed_run(tmp_pat
     assert run.info.status == "FAILED"
 
 
+def _sweep_runs(tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("ssmcast.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, sorted(children, key=lambda r: r.info.start_time)
+
+
+def test_a_failing_multirun_job_does_not_stop_the_sweep(tmp_path):
+    """Issue #32, item 3: job #0 fails (horizon=0, before its own run starts), job #1 runs; the failure is a
+    FAILED child run carrying the error, the parent run ends FAILED, the exit code is 1 with a summary line."""
+    csv = tiny_csv(tmp_path)
+    args = ["--multirun", "model=naive", *csv_data(csv), "horizon=0,4", "baselines=[]",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = run_cli(["train", *args], tmp_path)
+    assert out.returncode == 1
+    assert "ssmcast: error: job #0: JobError: horizon must be a positive integer; got 0" in out.stderr
+    assert "1 job(s) of the sweep failed: #0 JobError: horizon must be a positive integer" in out.stderr
+    parent, children = _sweep_runs(tmp_path)
+    assert parent.info.status == "FAILED"
+    assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
+    assert "horizon must be a positive integer" in children[0].data.tags["ssmcast.error"]
+    assert "test_mae" in children[1].data.metrics
+    assert (tmp_path / "sweep" / "0" / "error.txt").exists() and (tmp_path / "sweep" / "1" / "leaderboard.csv").exists()
+
+
+def test_a_sweep_whose_every_job_fails_runs_them_all(tmp_path):
+    """The issue's case: every model of a compare fails in both jobs; both run and both are recorded, with the
+    error the job raised inside its own run."""
+    csv = tiny_csv(tmp_path)
+    args = ["--multirun", *csv_data(csv), "horizon=4", "n_windows=2", "models=[seasonal_naive,arima]",
+            "+overrides.seasonal_naive.season_length=-1", "+overrides.arima.order=[1,2]", "seed=0,1",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    out = run_cli(["compare", *args], tmp_path)
+    assert out.returncode == 1
+    assert "2 job(s) of the sweep failed: #0" in out.stderr and "#1" in out.stderr
+    parent, children = _sweep_runs(tmp_path)
+    assert parent.info.status == "FAILED"
+    assert [c.info.status for c in children] == ["FAILED", "FAILED"]
+    assert all("every model failed" in c.data.tags["ssmcast.error"] for c in children)
+    assert all((tmp_path / "sweep" / str(j) / "leaderboard.csv").exists() for j in (0, 1))
+
+
 def test_multirun_is_one_parent_run_with_a_child_run_per_job(tmp_path):
     csv = tiny_csv(tmp_path)
     args = ["--multirun", "model=naive,seasonal_naive", *csv_data(csv), "horizon=4", "baselines=[]",
