@@ -84,6 +84,29 @@ def tracking_uri(uri: str | None = None) -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def prepare_store(uri: str, experiment: str) -> str:
+    """Create (or migrate) a local sqlite store and its experiment once, under an exclusive file lock; returns the
+    experiment id. Two first runs started at once on a new store otherwise race in MLflow's schema migration
+    ("duplicate column name", "expected to match one row"), and one of them ends untracked. Other stores: the
+    experiment is looked up or created as before."""
+    from mlflow import MlflowClient
+
+    def ensure() -> str:
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        return found.experiment_id if found is not None else client.create_experiment(experiment)
+
+    if not uri.startswith("sqlite:///"):
+        return ensure()
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return ensure()
+
+
 def server_problem(uri: str, timeout_s: float = 5.0) -> str | None:
     """For an http(s) tracking URI, why its ``/health`` endpoint does not answer OK (None when it does)."""
     if not uri.startswith(("http://", "https://")):
@@ -271,7 +294,7 @@ class RunTracker:
             import mlflow
 
             mlflow.set_tracking_uri(self.uri)
-            mlflow.set_experiment(self.settings.get("experiment") or "ssmcast")
+            mlflow.set_experiment(experiment_id=prepare_store(self.uri, self.settings.get("experiment") or "ssmcast"))
             tags = dict(self.tags)
             if self.parent_run_id:
                 tags["mlflow.parentRunId"] = self.parent_run_id
@@ -381,10 +404,8 @@ class MultirunParentRun(Callback):
         try:
             from mlflow import MlflowClient
 
+            experiment_id = prepare_store(self.uri, settings.get("experiment") or "ssmcast")  # first: it may migrate
             client = MlflowClient(self.uri)
-            name = settings.get("experiment") or "ssmcast"
-            experiment = client.get_experiment_by_name(name)
-            experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
             overrides = " ".join(config.hydra.overrides.task)
             run = client.create_run(
                 experiment_id,

@@ -164,6 +164,32 @@ def test_python_api_fits_log_epoch_metrics_only_inside_a_run(sqlite_uri):
     assert len(client.search_runs([run.info.experiment_id])) == n_runs
 
 
+def test_two_first_runs_at_once_on_a_new_sqlite_store_are_both_tracked(tmp_path):
+    """Issue #32, item 4: MLflow's schema migration of a new sqlite store races between two processes; the store
+    is now created under a file lock, so both runs are recorded and neither warns of being untracked."""
+    import subprocess
+    import sys
+
+    csv = tiny_csv(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ssmcast.cli", "train", "model=naive", *csv_data(csv), "horizon=4", "baselines=[]",
+             f"tracking.uri={uri}", "tracking.log_model=false", f"hydra.run.dir={tmp_path / f'run{i}'}"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"},
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "TrackingWarning" not in err, err[-2000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ssmcast").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+
+
 def test_log_forecaster_round_trips_a_model_fitted_on_scaled_data(sqlite_uri):
     df = long_frame()
     stats = df.groupby("unique_id")["y"].agg(["mean", "std"])
