@@ -615,7 +615,7 @@ def load_logged_model(model_uri: str, tracking_uri: str | None = None):
     import mlflow.artifacts
     from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    from ssmcast.forecasters.base import load
+    from ssmcast.forecasters.persistence import load
 
     with tempfile.TemporaryDirectory(prefix="ssmcast-logged-") as tmp:
         try:

@@ -1,9 +1,13 @@
 """The one base class behind every neural forecaster.
 
-A forecaster class is its backbone config and nothing else (see ``neural.py``); this module does the
-work: data preparation (validation, per-series scaling fitted on the training part, covariates,
-calendar features), Lightning training, direct multi-horizon and recursive prediction, streaming
-``update()`` through the backbones' recurrent ``step``, and ``save``/``load`` without pickle.
+A forecaster class is its backbone config and nothing else (see ``neural.py``). :class:`NeuralForecaster` holds
+the estimator (parameters, their checks), Lightning training and the batched direct and recursive forecasts;
+it inherits its other jobs from one module each:
+
+- ``preparation.py`` (:class:`DataPreparation`): frames validated, scaled per series (fitted on the training
+  part), covariates and calendar features arranged, training/validation windows;
+- ``streaming.py`` (:class:`Streaming`): ``update()`` and the recurrent state behind ``context="full"``;
+- ``persistence.py`` (:class:`SavedModel`, :func:`load`): ``save``/``load`` without pickle.
 
 Vocabulary: a *unit* is one training sample stream. With ``channel_mode="independent"`` each series is
 a unit with one target channel; with ``"mixed"`` the whole panel is one unit whose channels are the
@@ -13,8 +17,6 @@ series (they must share their time stamps).
 from __future__ import annotations
 
 import copy
-import importlib
-import json
 import math
 import tempfile
 import time
@@ -28,30 +30,21 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ssmcast.backbones.config import BackboneConfig
-from ssmcast.data.frames import (
-    ID,
-    TARGET,
-    TIME,
-    as_offset,
-    future_timestamps,
-    infer_freq,
-    to_long,
-    validate,
-    validate_long,
-)
-from ssmcast.data.scaling import SeriesScaler
-from ssmcast.data.windows import BatchedWindows, SeriesPanel, WindowDataset, collate_windows
-from ssmcast.forecasters.features import calendar_features
+from ssmcast.data.frames import ID, TARGET, future_timestamps, infer_freq, validate
+from ssmcast.data.windows import collate_windows
+from ssmcast.forecasters.persistence import SavedModel, load
+from ssmcast.forecasters.preparation import DataPreparation
+from ssmcast.forecasters.streaming import Streaming
 from ssmcast.forecasting import check_quantiles, forecast_frame
+
+__all__ = ["NeuralForecaster", "load"]
 
 CHANNEL_MODES = ("independent", "mixed")
 CONTEXTS = ("window", "full")
 SCALERS = ("standard", "robust", None)
-_FORMAT_VERSION = 1
-_PREFILL_ROWS = 8192  # histories of equal length prefill together, up to this many rows a batch
 
 
-class NeuralForecaster(BaseEstimator):
+class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
     """Global SSM forecaster over many series (base class; use ``S4Forecaster``, ``MambaForecaster``...).
 
     Parameters
@@ -204,111 +197,6 @@ class NeuralForecaster(BaseEstimator):
         from ssmcast.training.losses import ForecastLoss
 
         ForecastLoss("quantile" if self.quantiles else self.loss, check_quantiles(self.quantiles))
-
-    def _columns(self) -> tuple[list[str], list[str], list[str]]:
-        as_list = lambda v: [v] if isinstance(v, str) else list(v or [])
-        return as_list(self.past_covariates), as_list(self.future_covariates), as_list(self.static_features)
-
-    def _validate_frame(self, df, what: str, min_length: int = 1) -> pd.DataFrame:
-        past, future, static = self._columns()
-        wanted = past + future + static
-        frame = to_long(df)
-        missing = [c for c in wanted if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{what} lacks the covariate column(s) {missing} given at construction")
-        return validate_long(frame, min_length=min_length, fill=self.fill, covariates=wanted,
-                             freq=getattr(self, "freq_", None))
-
-    # ------------------------------------------------------------------ data preparation
-    def _fit_scaler(self, train: pd.DataFrame, value_cols: list[str]) -> None:
-        """Per-series ``loc_``/``scale_`` ``(n_series, n_values)`` fitted on the training rows only."""
-        if self.scaler is None:
-            self.loc_ = np.zeros((len(self.ids_), len(value_cols)))
-            self.scale_ = np.ones((len(self.ids_), len(value_cols)))
-            return
-        scaler = SeriesScaler(self.scaler, columns=value_cols).fit(train)
-        rows = scaler.series_index(np.asarray(self.ids_, dtype=object))
-        self.loc_, self.scale_ = scaler.loc_[rows], scaler.scale_[rows]
-
-    def _series_arrays(self, frame: pd.DataFrame, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Scaled values ``(T, n_values)`` and stamps of each series in ``frame`` (validated: sorted by id, ds)."""
-        past, future, _ = self._columns()
-        value_cols = [TARGET, *past, *future]
-        uid = frame[ID].to_numpy()
-        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
-        bounds = np.r_[starts, len(uid)]
-        index = {u: i for i, u in enumerate(self.ids_)}
-        rows = np.repeat([index[u] for u in uid[starts]], np.diff(bounds))
-        scaled = (frame[value_cols].to_numpy(np.float64) - self.loc_[rows]) / self.scale_[rows]
-        too_large = np.abs(scaled) > np.finfo(np.float32).max  # inf in float32: refuse, naming the series
-        if too_large.any():
-            bad = list(dict.fromkeys(uid[np.flatnonzero(too_large.any(1))]))
-            raise ValueError(
-                f"series {bad[:5]}: values that, scaled by the scaling fitted on the training data, exceed float32's "
-                f"range ({np.finfo(np.float32).max:.3g}), which the model computes in; check those rows"
-            )
-        values = scaled.astype(np.float32)
-        ds = frame[TIME].to_numpy()
-        out = {uid[a]: {"values": values[a:b], "ds": ds[a:b]} for a, b in zip(bounds[:-1], bounds[1:])}
-        return {u: out[u] for u in ids if u in out}
-
-    def _calendar(self, ds, cache: dict | None = None) -> np.ndarray:
-        """Calendar features of the stamps ``ds`` (on the ``freq_`` grid, so its first stamp and length name it;
-        ``cache`` shares them between series over the same stamps)."""
-        if not self.calendar_features:
-            return np.zeros((len(ds), 0), np.float32)
-        if cache is None:
-            return calendar_features(ds, self.freq_)
-        key = (ds[0], len(ds))
-        if key not in cache:
-            cache[key] = calendar_features(ds, self.freq_)
-        return cache[key]
-
-    def _unit_inputs(self, series: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """Turn per-series arrays into units: ``X (T, n_inputs)`` = targets, past, future, calendar."""
-        if self.channel_mode == "mixed":
-            ds = [s["ds"] for s in series.values()]
-            lengths = {len(d) for d in ds}
-            if len(lengths) != 1 or any(not np.array_equal(d, ds[0]) for d in ds[1:]):
-                raise ValueError(
-                    "channel_mode='mixed' needs every series to share the same time stamps; "
-                    f"series {list(series)} differ (lengths {sorted(lengths)})"
-                )
-            X = np.concatenate([s["values"] for s in series.values()], axis=1)
-            X = np.concatenate([X, self._calendar(ds[0])], axis=1)
-            return [{"ids": list(series), "X": X, "ds": ds[0], "static": np.zeros(0, np.float32)}]
-        units, cache = [], {}
-        for uid, s in series.items():
-            X = np.concatenate([s["values"], self._calendar(s["ds"], cache)], axis=1)
-            static = self.static_values_.get(uid, np.zeros(0, np.float32))
-            units.append({"ids": [uid], "X": X, "ds": s["ds"], "static": static})
-        return units
-
-    @property
-    def _future_slice(self) -> slice:
-        """Columns of ``X`` known in advance (future covariates, calendar)."""
-        past, future, _ = self._columns()
-        start = self.n_targets_ + (len(past) if self.channel_mode == "independent" else 0)
-        return slice(start, self.n_inputs_)
-
-    def _windows(self, units, first_target: list[int] | None = None) -> BatchedWindows:
-        """Training/validation windows over the units (targets from ``first_target[u]`` on, contexts may
-        reach back), gathered a batch at a time from one contiguous panel."""
-        C, fs = self.n_targets_, self._future_slice
-        X = np.concatenate([u["X"] for u in units])  # (total, n_inputs)
-        lengths = np.array([len(u["X"]) for u in units])
-        static = np.stack([u["static"] for u in units])
-        panel = SeriesPanel(
-            X[:, :C], np.concatenate([[0], np.cumsum(lengths)]),
-            past=X[:, C : fs.start] if fs.start > C else None,
-            future=X[:, fs] if fs.stop > fs.start else None,
-            static=static if static.shape[1] else None,
-        )
-        target_range = None
-        if first_target is not None:
-            target_range = np.stack([np.asarray(first_target), lengths], axis=1)
-        dataset = WindowDataset(panel, self.input_size, self.horizon, step=self.window_step, target_range=target_range)
-        return BatchedWindows(dataset)
 
     # ------------------------------------------------------------------ fit
     def fit(self, df, val_df=None, resume: bool = False, ckpt_path: str | None = None):
@@ -550,63 +438,6 @@ class NeuralForecaster(BaseEstimator):
                 "float32 arithmetic can carry. Check those values."
             )  # fmt: skip
 
-    def _history_units(self, df, validated: bool = False) -> dict[int, dict[str, Any]]:
-        """Units for a supplied history frame (known series only), scaled with the fitted scaler."""
-        frame = df if validated else self._validate_frame(df, "df")
-        unknown = sorted(set(frame[ID]) - set(self.ids_))
-        if unknown:
-            raise ValueError(f"unknown unique_id(s) {unknown[:5]}: the model was fitted on {self.ids_[:5]}...")
-        ids = list(pd.unique(frame[ID]))
-        if self.channel_mode == "mixed" and sorted(ids) != sorted(self.ids_):
-            raise ValueError(f"channel_mode='mixed' needs the history of every training series {self.ids_}")
-        units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in ids]))
-        return {self.unit_of_[u["ids"][0]]: u for u in units}
-
-    def _future_rows(self, future_df) -> dict[str, pd.DataFrame]:
-        """``future_df`` checked and split by series, each indexed by ``ds`` ({} without future covariates)."""
-        _, future, _ = self._columns()
-        if not future:
-            return {}
-        if future_df is None:
-            raise ValueError(f"this model uses future_covariates {future}: pass future_df with their values "
-                             f"over the forecast horizon")
-        if not isinstance(future_df, pd.DataFrame) or not {ID, TIME} <= set(future_df.columns):
-            raise ValueError(f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}")
-        missing = [c for c in future if c not in future_df.columns]
-        if missing:
-            raise ValueError(f"future_df lacks the future covariate column(s) {missing}")
-        ids = future_df[ID].astype(str).to_numpy()
-        return {uid: rows.set_index(TIME) for uid, rows in future_df.groupby(ids, sort=False)}
-
-    def _future_block(self, unit, stamps, future_rows: dict[str, pd.DataFrame], n_required: int,
-                      calendar_cache: dict | None = None) -> np.ndarray:
-        """Known-in-advance inputs over ``stamps``: future covariates (scaled) then calendar.
-
-        Future covariates are required over the first ``n_required`` stamps (the forecast steps); the rest
-        only pads the model's last direct block and repeats the last required row.
-        """
-        _, future, _ = self._columns()
-        parts = []
-        if future:
-            required, padding = stamps[:n_required], len(stamps) - n_required
-            uid = unit["ids"][0]
-            try:
-                block = future_rows[uid].loc[required, future].to_numpy(np.float64)
-            except KeyError:
-                raise ValueError(
-                    f"future_df misses future covariate values for series {uid!r} over the {len(required)} "
-                    f"forecast steps {required[0]} .. {required[-1]}"
-                ) from None
-            if not np.isfinite(block).all():
-                raise ValueError(f"future_df has NaN/inf future covariates for series {uid!r}")
-            i = self.ids_.index(uid)
-            past, _, _ = self._columns()
-            cols = slice(1 + len(past), 1 + len(past) + len(future))
-            block = np.concatenate([block, np.repeat(block[-1:], padding, axis=0)])
-            parts.append((block - self.loc_[i, cols]) / self.scale_[i, cols])
-        parts.append(self._calendar(stamps, calendar_cache))
-        return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(stamps), 0), np.float32)
-
     def predict(self, h: int | None = None, df=None, quantiles=None, context: str = "window", future_df=None):
         """Forecast ``h`` steps (default ``horizon``) after each series' end.
 
@@ -715,313 +546,8 @@ class NeuralForecaster(BaseEstimator):
         order = frame[ID].map(index)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
-    # ------------------------------------------------------------------ recurrent mode / streaming
-    def _run_steps(self, entries, Xs: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Advance units' recurrent states (``entries``: ``{"z", "state", "n"}``) over their new rows
-        ``Xs[u] (T_u, n_in)``; returns new entries, the given states untouched.
-
-        Units with the same number of rows and state shapes step together as one batch."""
-        import torch
-
-        groups: dict[tuple, list[int]] = {}
-        for u, (entry, X) in enumerate(zip(entries, Xs)):
-            key = (len(X), tuple(t.shape for t in _state_leaves(entry["state"])))
-            groups.setdefault(key, []).append(u)
-        out: list[dict[str, Any]] = [{}] * len(entries)
-        with torch.no_grad():
-            for members in groups.values():
-                state = _map_state(lambda *ts: torch.cat(ts), *[entries[u]["state"] for u in members])
-                z = torch.cat([entries[u]["z"] for u in members])
-                rows = torch.as_tensor(np.stack([Xs[u] for u in members]), dtype=torch.float32)  # (G, T, n_in)
-                for t in range(rows.shape[1]):
-                    z, state = self.net_.step(rows[:, t], state)  # (G, d_model)
-                for u, entry in zip(members, _split_entries(z, state, [entries[u]["n"] + len(Xs[u]) for u in members])):
-                    out[u] = entry
-        return out
-
-    def _prefill(self, Xs: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Units' whole histories ``Xs[u] (T_u, n_in)`` in parallel; returns the entries :meth:`_run_steps`
-        from the initial state would. Histories of equal length run as one batch (up to ``_PREFILL_ROWS`` rows)."""
-        import torch
-
-        by_length: dict[int, list[int]] = {}
-        for u, X in enumerate(Xs):
-            by_length.setdefault(len(X), []).append(u)
-        out: list[dict[str, Any]] = [{}] * len(Xs)
-        with torch.no_grad():
-            for length, members in by_length.items():
-                size = max(1, _PREFILL_ROWS // length)
-                for first in range(0, len(members), size):
-                    batch = members[first : first + size]
-                    x = torch.as_tensor(np.stack([Xs[u] for u in batch]), dtype=torch.float32)  # (G, T, n_in)
-                    z, state = self.net_.prefill(x)  # (G, d_model)
-                    for u, entry in zip(batch, _split_entries(z, state, [length] * len(batch))):
-                        out[u] = entry
-        return out
-
-    def _full_states(self, units, use_stream: bool):
-        """Hidden states after the whole history of each unit (cached per unit for the training data)."""
-        keys = list(units)
-        cached = {k: self.stream_[k] for k in keys if use_stream and k in self.stream_}
-        missing = [k for k in keys if k not in cached]
-        fresh = dict(zip(missing, self._prefill([units[k]["X"] for k in missing])))
-        if use_stream:
-            self.stream_.update(fresh)
-        return [cached.get(k) or fresh[k] for k in keys]
-
-    def _last_targets(self, X: np.ndarray) -> np.ndarray:
-        """The last ``input_size`` target rows of a unit, zero-padded in front when the history is shorter."""
-        window = np.zeros((self.input_size, self.n_targets_), np.float32)
-        tail = X[-self.input_size :, : self.n_targets_]
-        window[self.input_size - len(tail) :] = tail
-        return window
-
-    def _decode_hidden(self, entries, fut, static, levels, windows):
-        import torch
-
-        with torch.no_grad():
-            z = torch.cat([e["z"] for e in entries])  # (U, d_model)
-            window = torch.as_tensor(np.asarray(windows)) if windows is not None else None
-            out = self.net_.decode(z, torch.as_tensor(np.asarray(fut)), torch.as_tensor(np.asarray(static)), window)
-            point = self.loss_fn_.point(out).numpy()
-            quant = self.loss_fn_.quantiles(out, levels).numpy()
-        return point, quant
-
-    def update(self, df_new, h: int | None = None, quantiles=None, future_df=None) -> pd.DataFrame:
-        """Stream new observations in and forecast from there, at O(1) cost per new observation.
-
-        The recurrent state of each series (over its whole history: training data plus earlier updates)
-        advances by the rows of ``df_new``, which must continue each series right after its last time
-        stamp. Returns ``predict(h, context="full")`` from the new state, which equals
-        ``predict(df=full_history, context="full")`` without reprocessing the history.
-        """
-        check_is_fitted(self, "net_")
-        if self.revin:
-            raise ValueError("update() streams the recurrent state over the full history, which RevIN (per-window "
-                             "normalisation) does not define: fit with revin=False to stream")
-        frame = self._validate_frame(df_new, "df_new")
-        unknown = sorted(set(frame[ID]) - set(self.ids_))
-        if unknown:
-            raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
-        new_units = self._history_units(frame, validated=True)
-        offset = as_offset(self.freq_)
-        following = self._stamps_after([self.history_[k]["ds"][-1] for k in new_units], 1)
-        tz = getattr(frame[TIME].dtype, "tz", None)  # once for the frame, not per series
-        zone_new, zone_fit = (None if tz is None else str(tz)), _time_zone(next(iter(self.history_.values()))["ds"][-1])
-        if zone_new != zone_fit:
-            raise ValueError(
-                f"df_new's time stamps are in time zone {zone_new or 'none (naive)'}, the model's in "
-                f"{zone_fit or 'none (naive)'}: convert df_new's ds to the model's (e.g. ds.dt.tz_convert(...) or "
-                "ds.dt.tz_localize(None))"
-            )
-        for k, unit in new_units.items():
-            expected = following[self.history_[k]["ds"][-1]][0]
-            if unit["ds"][0] != expected:
-                raise ValueError(
-                    f"df_new must continue series {unit['ids']} right after their last stamp "
-                    f"{self.history_[k]['ds'][-1]} (expected {expected} with freq {offset}); got {unit['ds'][0]}"
-                )
-        if self.channel_mode == "mixed" and set(new_units) != set(self.history_):
-            raise ValueError("channel_mode='mixed': df_new must hold the new rows of every series")
-        self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
-        before = dict(self.stream_), dict(self.history_)
-        try:
-            keys = list(new_units)
-            advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
-            bad = [k for k, entry in zip(keys, advanced)
-                   if not all(bool(t.isfinite().all()) for t in [entry["z"], *_state_leaves(entry["state"])])]
-            if bad:
-                ids = [uid for k in bad for uid in new_units[k]["ids"]]
-                raise ValueError(
-                    f"df_new would make the recurrent state of series {ids[:5]} non-finite (NaN or inf): its rows, "
-                    f"scaled by the scaling fitted on the training data, reach "
-                    f"{max(float(np.abs(new_units[k]['X']).max()) for k in bad):.3g}, beyond what the model's "
-                    "float32 arithmetic can carry. Nothing was absorbed; check those rows."
-                )  # fmt: skip
-            for k, entry in zip(keys, advanced):
-                self.stream_[k] = entry
-                self.history_[k] = _append_rows(self.history_[k], new_units[k]["X"], new_units[k]["ds"])
-            return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
-        except BaseException:  # a bad h, quantiles or future_df: the rows are not absorbed, the call can be repeated
-            self.stream_, self.history_ = before
-            raise
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted model to directory ``path``: ``params.json``, ``meta.json``, ``weights.pt``.
-
-        Loading (:func:`ssmcast.load`) reads the tensors with ``torch.load(weights_only=True)``; nothing is
-        unpickled.
-        """
-        import torch
-
-        check_is_fitted(self, "net_")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        params = _jsonable_params(self)
-        meta = {
-            "format": _FORMAT_VERSION,
-            "freq": self.freq_,
-            "ids": self.ids_,
-            "n_targets": self.n_targets_,
-            "n_inputs": self.n_inputs_,
-            "units": [
-                {"ids": u["ids"], "ds": _stamps_to_json(u["ds"]), "static": u["static"].tolist()}
-                for u in self.history_.values()
-            ],
-            "static_values": {k: v.tolist() for k, v in self.static_values_.items()},
-        }
-        tensors = {
-            "state_dict": self.net_.state_dict(),
-            "loc": torch.tensor(self.loc_),
-            "scale": torch.tensor(self.scale_),
-            "history": [torch.tensor(u["X"]) for u in self.history_.values()],
-        }
-        (path / "params.json").write_text(json.dumps(params, indent=2))
-        (path / "meta.json").write_text(json.dumps(meta))
-        torch.save(tensors, path / "weights.pt")
-
-    @classmethod
-    def _from_saved(cls, params: dict, meta: dict, tensors: dict) -> NeuralForecaster:
-        from ssmcast.training.losses import ForecastLoss
-        from ssmcast.training.module import ForecastNet
-
-        params.setdefault("linear_skip", False)  # saved before the option existed
-        est = cls(**params)
-        est.freq_ = meta["freq"]
-        est.ids_ = list(meta["ids"])
-        est.n_targets_, est.n_inputs_ = meta["n_targets"], meta["n_inputs"]
-        est.loc_, est.scale_ = tensors["loc"].numpy(), tensors["scale"].numpy()
-        est.static_values_ = {k: np.asarray(v, np.float32) for k, v in meta["static_values"].items()}
-        est.history_ = {
-            i: {"ids": u["ids"], "ds": _stamps_from_json(u["ds"]), "X": x.numpy(),
-                "static": np.asarray(u["static"], np.float32)}
-            for i, (u, x) in enumerate(zip(meta["units"], tensors["history"]))
-        }
-        est.unit_of_ = {uid: i for i, u in est.history_.items() for uid in u["ids"]}
-        est.loss_fn_ = ForecastLoss("quantile" if est.quantiles else est.loss, check_quantiles(est.quantiles))
-        est.backbone_ = est._backbone()
-        _, _, static = est._columns()
-        n_future = est.n_inputs_ - est._future_slice.start
-        net = ForecastNet(est.backbone_.build(), est.backbone_.d_model, est.n_inputs_, est.n_targets_,
-                          est.horizon, est.loss_fn_.n_params, n_future=n_future, n_static=len(static),
-                          revin=est.revin, skip_window=est.input_size if est.linear_skip else None,
-                          n_location=est.loss_fn_.n_location)
-        net.load_state_dict(tensors["state_dict"])
-        est.net_ = net.eval()
-        est.stream_ = {}
-        return est
-
-
-def _state_leaves(state) -> list:
-    """The tensors of a recurrent state (a tensor or nested lists/tuples of them), in order."""
-    if isinstance(state, (list, tuple)):
-        return [t for part in state for t in _state_leaves(part)]
-    return [state]
-
-
-def _map_state(fn, *states):
-    """``fn`` applied leaf by leaf across states of the same structure (batch dim 0 on every tensor)."""
-    first = states[0]
-    if isinstance(first, (list, tuple)):
-        return type(first)(_map_state(fn, *parts) for parts in zip(*states, strict=True))
-    return fn(*states)
-
-
-def _split_entries(z, state, ns: list[int]) -> list[dict[str, Any]]:
-    """Per-unit entries ``{"z", "state", "n"}`` from a batch's hidden ``z (G, d_model)`` and state."""
-    return [{"z": z[j : j + 1], "state": _map_state(lambda t, j=j: t[j : j + 1], state), "n": n}
-            for j, n in enumerate(ns)]
-
-
-def _append_rows(unit: dict, X: np.ndarray, ds: np.ndarray) -> dict:
-    """The unit with rows appended, amortised O(len(X)): the arrays are views of buffers that double."""
-    n, m = len(unit["X"]), len(X)
-    buffers = unit.get("buffers")
-    if buffers is None or len(buffers[0]) < n + m:
-        capacity = max(2 * (n + m), 16)
-        bx = np.empty((capacity, unit["X"].shape[1]), unit["X"].dtype)
-        bds = np.empty(capacity, unit["ds"].dtype)
-        bx[:n], bds[:n] = unit["X"], unit["ds"]
-        buffers = (bx, bds)
-    buffers[0][n : n + m], buffers[1][n : n + m] = X, ds
-    return dict(unit, X=buffers[0][: n + m], ds=buffers[1][: n + m], buffers=buffers)
-
-
-def _time_zone(stamp) -> str | None:
-    """The time zone of a time stamp as text (None for naive stamps and integer steps)."""
-    if isinstance(stamp, (int, np.integer)):
-        return None
-    tz = pd.Timestamp(stamp).tz
-    return None if tz is None else str(tz)
-
 
 def _denorm(values, stats):
     from ssmcast.training.module import denormalize
 
     return denormalize(values, stats)
-
-
-def _stamps_to_json(ds: np.ndarray) -> dict:
-    if np.issubdtype(np.asarray(ds).dtype, np.datetime64):
-        return {"kind": "datetime", "values": pd.DatetimeIndex(ds).astype("int64").tolist(),
-                "unit": str(np.datetime_data(np.asarray(ds).dtype)[0])}
-    return {"kind": "int", "values": np.asarray(ds).astype(np.int64).tolist()}
-
-
-def _stamps_from_json(data: dict) -> np.ndarray:
-    values = np.asarray(data["values"], dtype=np.int64)
-    if data["kind"] == "datetime":
-        return values.astype(f"datetime64[{data['unit']}]")
-    return values
-
-
-def _qualname(obj_or_cls) -> str:
-    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _jsonable_params(est: NeuralForecaster) -> dict:
-    params = est.get_params(deep=False)
-    out = {"_target_": _qualname(est)}
-    for key, value in params.items():
-        if isinstance(value, BackboneConfig):
-            value = {"_target_": _qualname(value), **value.to_dict()}
-        try:
-            json.dumps(value)
-        except TypeError:
-            raise ValueError(f"cannot save parameter {key}={value!r}: it is not JSON-serialisable") from None
-        out[key] = value
-    return out
-
-
-def resolve_class(path: str, base: type) -> type:
-    """Import ``module.Class`` for a saved model, refusing anything outside the ``ssmcast`` package."""
-    module, _, name = path.rpartition(".")
-    if not (module == "ssmcast" or module.startswith("ssmcast.")):
-        raise ValueError(f"refusing to load {path!r}: saved models may only name ssmcast classes")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ValueError(f"{path!r} is not a {base.__name__}")
-    return cls
-
-
-def load(path) -> NeuralForecaster:
-    """Load a model written by ``save(path)``; tensors via ``torch.load(weights_only=True)``, no pickle."""
-    import torch
-
-    path = Path(path)
-    for name in ("params.json", "meta.json", "weights.pt"):
-        if not (path / name).exists():
-            raise ValueError(f"{path} is not a saved ssmcast model: {name} is missing")
-    params = json.loads((path / "params.json").read_text())
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != _FORMAT_VERSION:
-        raise ValueError(f"unsupported saved-model format {meta.get('format')!r} (expected {_FORMAT_VERSION})")
-    cls = resolve_class(params.pop("_target_"), NeuralForecaster)
-    backbone = params.get("backbone")
-    if isinstance(backbone, dict):
-        config_cls = resolve_class(backbone.pop("_target_"), BackboneConfig)
-        params["backbone"] = config_cls(**backbone)
-    tensors = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-    return cls._from_saved(params, meta, tensors)

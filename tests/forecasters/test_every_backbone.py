@@ -104,7 +104,7 @@ def test_batched_streaming_equals_one_series_at_a_time(config_cls, monkeypatch):
     prefill together, equal row counts step together); the reference steps each series alone, row by row."""
     import copy
 
-    import ssmcast.forecasters.base as base
+    import ssmcast.forecasters.streaming as streaming
 
     panel = make_panel(n_series=5, length=60)
     cut = {"s0": 40, "s1": 40, "s2": 43, "s3": 46, "s4": 40}
@@ -116,7 +116,7 @@ def test_batched_streaming_equals_one_series_at_a_time(config_cls, monkeypatch):
     est = forecaster_for(config_cls)(input_size=16, horizon=4, max_epochs=1, batch_size=64, verbose=False,
                                      backbone=tiny_config(config_cls), val_size=0, revin=False).fit(train)
     alone = copy.deepcopy(est)
-    monkeypatch.setattr(base, "_PREFILL_ROWS", 80)  # two 40-row histories a prefill batch
+    monkeypatch.setattr(streaming, "_PREFILL_ROWS", 80)  # two 40-row histories a prefill batch
     streamed = est.update(new)
     for uid in extra:
         alone.update(new[new.unique_id == uid])

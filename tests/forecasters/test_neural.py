@@ -100,7 +100,7 @@ def test_update_equals_full_context_predict():
 
 def test_update_converts_the_new_rows_to_long_once(monkeypatch):
     import ssmcast.data.frames as frames
-    import ssmcast.forecasters.base as base
+    import ssmcast.forecasters.preparation as preparation
 
     panel = make_panel(length=120)
     est = tiny(val_size=0).fit(panel.groupby("unique_id").head(110))
@@ -111,7 +111,7 @@ def test_update_converts_the_new_rows_to_long_once(monkeypatch):
         return original(df, **kw)
 
     monkeypatch.setattr(frames, "to_long", counted)
-    monkeypatch.setattr(base, "to_long", counted)
+    monkeypatch.setattr(preparation, "to_long", counted)
     est.update(panel.groupby("unique_id").nth([110, 111]))
     assert calls == [4]  # one conversion to the long frame (there were two)
 

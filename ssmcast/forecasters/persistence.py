@@ -1,0 +1,158 @@
+"""``save``/``load`` of the neural forecasters: JSON for parameters and metadata, tensors through
+``torch.save`` and ``torch.load(weights_only=True)``. Nothing is pickled, and a saved model may only name
+``ssmcast`` classes.
+
+A saved model is a folder: ``params.json`` (the constructor arguments, backbone config included),
+``meta.json`` (series ids, time stamps, frequency) and ``weights.pt`` (network weights, per-series scaling,
+the scaled history that ``predict``/``update`` continue from).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from ssmcast.backbones.config import BackboneConfig
+from ssmcast.forecasting import check_quantiles
+
+_FORMAT_VERSION = 1
+
+
+class SavedModel:
+    """Mixin of :class:`ssmcast.forecasters.base.NeuralForecaster`: ``save(path)`` and the inverse of it."""
+
+    def save(self, path) -> None:
+        """Write the fitted model to directory ``path``: ``params.json``, ``meta.json``, ``weights.pt``.
+
+        Loading (:func:`ssmcast.load`) reads the tensors with ``torch.load(weights_only=True)``; nothing is
+        unpickled.
+        """
+        import torch
+
+        check_is_fitted(self, "net_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = _jsonable_params(self)
+        meta = {
+            "format": _FORMAT_VERSION,
+            "freq": self.freq_,
+            "ids": self.ids_,
+            "n_targets": self.n_targets_,
+            "n_inputs": self.n_inputs_,
+            "units": [
+                {"ids": u["ids"], "ds": _stamps_to_json(u["ds"]), "static": u["static"].tolist()}
+                for u in self.history_.values()
+            ],
+            "static_values": {k: v.tolist() for k, v in self.static_values_.items()},
+        }
+        tensors = {
+            "state_dict": self.net_.state_dict(),
+            "loc": torch.tensor(self.loc_),
+            "scale": torch.tensor(self.scale_),
+            "history": [torch.tensor(u["X"]) for u in self.history_.values()],
+        }
+        (path / "params.json").write_text(json.dumps(params, indent=2))
+        (path / "meta.json").write_text(json.dumps(meta))
+        torch.save(tensors, path / "weights.pt")
+
+    @classmethod
+    def _from_saved(cls, params: dict, meta: dict, tensors: dict) -> SavedModel:
+        from ssmcast.training.losses import ForecastLoss
+        from ssmcast.training.module import ForecastNet
+
+        params.setdefault("linear_skip", False)  # saved before the option existed
+        est = cls(**params)
+        est.freq_ = meta["freq"]
+        est.ids_ = list(meta["ids"])
+        est.n_targets_, est.n_inputs_ = meta["n_targets"], meta["n_inputs"]
+        est.loc_, est.scale_ = tensors["loc"].numpy(), tensors["scale"].numpy()
+        est.static_values_ = {k: np.asarray(v, np.float32) for k, v in meta["static_values"].items()}
+        est.history_ = {
+            i: {"ids": u["ids"], "ds": _stamps_from_json(u["ds"]), "X": x.numpy(),
+                "static": np.asarray(u["static"], np.float32)}
+            for i, (u, x) in enumerate(zip(meta["units"], tensors["history"]))
+        }
+        est.unit_of_ = {uid: i for i, u in est.history_.items() for uid in u["ids"]}
+        est.loss_fn_ = ForecastLoss("quantile" if est.quantiles else est.loss, check_quantiles(est.quantiles))
+        est.backbone_ = est._backbone()
+        _, _, static = est._columns()
+        n_future = est.n_inputs_ - est._future_slice.start
+        net = ForecastNet(est.backbone_.build(), est.backbone_.d_model, est.n_inputs_, est.n_targets_,
+                          est.horizon, est.loss_fn_.n_params, n_future=n_future, n_static=len(static),
+                          revin=est.revin, skip_window=est.input_size if est.linear_skip else None,
+                          n_location=est.loss_fn_.n_location)
+        net.load_state_dict(tensors["state_dict"])
+        est.net_ = net.eval()
+        est.stream_ = {}
+        return est
+
+
+
+def _stamps_to_json(ds: np.ndarray) -> dict:
+    if np.issubdtype(np.asarray(ds).dtype, np.datetime64):
+        return {"kind": "datetime", "values": pd.DatetimeIndex(ds).astype("int64").tolist(),
+                "unit": str(np.datetime_data(np.asarray(ds).dtype)[0])}
+    return {"kind": "int", "values": np.asarray(ds).astype(np.int64).tolist()}
+
+
+def _stamps_from_json(data: dict) -> np.ndarray:
+    values = np.asarray(data["values"], dtype=np.int64)
+    if data["kind"] == "datetime":
+        return values.astype(f"datetime64[{data['unit']}]")
+    return values
+
+
+def _qualname(obj_or_cls) -> str:
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _jsonable_params(est) -> dict:
+    params = est.get_params(deep=False)
+    out = {"_target_": _qualname(est)}
+    for key, value in params.items():
+        if isinstance(value, BackboneConfig):
+            value = {"_target_": _qualname(value), **value.to_dict()}
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise ValueError(f"cannot save parameter {key}={value!r}: it is not JSON-serialisable") from None
+        out[key] = value
+    return out
+
+
+def resolve_class(path: str, base: type) -> type:
+    """Import ``module.Class`` for a saved model, refusing anything outside the ``ssmcast`` package."""
+    module, _, name = path.rpartition(".")
+    if not (module == "ssmcast" or module.startswith("ssmcast.")):
+        raise ValueError(f"refusing to load {path!r}: saved models may only name ssmcast classes")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{path!r} is not a {base.__name__}")
+    return cls
+
+
+def load(path):
+    """Load a model written by ``save(path)``; tensors via ``torch.load(weights_only=True)``, no pickle."""
+    import torch
+
+    path = Path(path)
+    for name in ("params.json", "meta.json", "weights.pt"):
+        if not (path / name).exists():
+            raise ValueError(f"{path} is not a saved ssmcast model: {name} is missing")
+    params = json.loads((path / "params.json").read_text())
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != _FORMAT_VERSION:
+        raise ValueError(f"unsupported saved-model format {meta.get('format')!r} (expected {_FORMAT_VERSION})")
+    cls = resolve_class(params.pop("_target_"), SavedModel)
+    backbone = params.get("backbone")
+    if isinstance(backbone, dict):
+        config_cls = resolve_class(backbone.pop("_target_"), BackboneConfig)
+        params["backbone"] = config_cls(**backbone)
+    tensors = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+    return cls._from_saved(params, meta, tensors)
