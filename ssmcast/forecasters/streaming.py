@@ -93,17 +93,28 @@ class Streaming:
         return point, quant
 
     def update(self, df_new, h: int | None = None, quantiles=None, future_df=None) -> pd.DataFrame:
-        """Stream new observations in and forecast from there, at O(1) cost per new observation.
+        """Stream new observations in and forecast from there, at a cost flat in the history's length.
 
-        The recurrent state of each series (over its whole history: training data plus earlier updates)
-        advances by the rows of ``df_new``, which must continue each series right after its last time
-        stamp. Returns ``predict(h, context="full")`` from the new state, which equals
-        ``predict(df=full_history, context="full")`` without reprocessing the history.
+        ``df_new`` (long, wide or a Series, like ``fit``'s frame) holds new rows of known series; each series
+        in it must continue right after its last time stamp (training data plus earlier updates), in the
+        model's time zone; with ``channel_mode="mixed"`` it must hold the new rows of every series. Series
+        without new rows keep their history. The rows are appended to the stored history, and the forecast
+        (``h``, ``quantiles`` and ``future_df`` as in :meth:`predict`) depends on ``revin``:
+
+        - ``revin=True`` (default): the forecast from the last ``input_size`` observations of the updated
+          history, as in training: it returns what ``predict(h, quantiles, future_df=...)`` returns
+          afterwards, which equals ``predict(df=full_history)``. Nothing but the new rows is processed.
+        - ``revin=False``: the recurrent state of each series (over its whole history) advances by the new
+          rows, O(1) per observation (the first call also runs it once over the training history); returns
+          ``predict(h, context="full")`` from the new state, which equals ``predict(df=full_history,
+          context="full")`` without reprocessing the history. (RevIN normalises each window, so a state over
+          the whole history is not defined with it.)
+
+        The update is atomic: if anything fails (the new rows, a bad ``h``/``quantiles``/``future_df``, a
+        non-finite forecast or state) it raises and the model is left exactly as it was (``history_`` and
+        the recurrent states ``stream_``), so the call can be repeated.
         """
         check_is_fitted(self, "net_")
-        if self.revin:
-            raise ValueError("update() streams the recurrent state over the full history, which RevIN (per-window "
-                             "normalisation) does not define: fit with revin=False to stream")
         frame = self._validate_frame(df_new, "df_new")
         unknown = sorted(set(frame[ID]) - set(self.ids_))
         if unknown:
@@ -128,29 +139,31 @@ class Streaming:
                 )
         if self.channel_mode == "mixed" and set(new_units) != set(self.history_):
             raise ValueError("channel_mode='mixed': df_new must hold the new rows of every series")
-        self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
-        before = dict(self.stream_), dict(self.history_)
+        before = dict(self.stream_), dict(self.history_)  # the appended rows go past the old views: no copy needed
         try:
             keys = list(new_units)
-            advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
-            bad = [k for k, entry in zip(keys, advanced)
-                   if not all(bool(t.isfinite().all()) for t in [entry["z"], *_state_leaves(entry["state"])])]
-            if bad:
-                ids = [uid for k in bad for uid in new_units[k]["ids"]]
-                raise ValueError(
-                    f"df_new would make the recurrent state of series {ids[:5]} non-finite (NaN or inf): its rows, "
-                    f"scaled by the scaling fitted on the training data, reach "
-                    f"{max(float(np.abs(new_units[k]['X']).max()) for k in bad):.3g}, beyond what the model's "
-                    "float32 arithmetic can carry. Nothing was absorbed; check those rows."
-                )  # fmt: skip
-            for k, entry in zip(keys, advanced):
-                self.stream_[k] = entry
+            if not self.revin:
+                self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
+                advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
+                bad = [k for k, entry in zip(keys, advanced)
+                       if not all(bool(t.isfinite().all()) for t in [entry["z"], *_state_leaves(entry["state"])])]
+                if bad:
+                    ids = [uid for k in bad for uid in new_units[k]["ids"]]
+                    raise ValueError(
+                        f"df_new would make the recurrent state of series {ids[:5]} non-finite (NaN or inf): its "
+                        f"rows, scaled by the scaling fitted on the training data, reach "
+                        f"{max(float(np.abs(new_units[k]['X']).max()) for k in bad):.3g}, beyond what the model's "
+                        "float32 arithmetic can carry. Nothing was absorbed; check those rows."
+                    )  # fmt: skip
+                for k, entry in zip(keys, advanced):
+                    self.stream_[k] = entry
+            for k in keys:
                 self.history_[k] = _append_rows(self.history_[k], new_units[k]["X"], new_units[k]["ds"])
-            return self.predict(h=h, quantiles=quantiles, context="full", future_df=future_df)
-        except BaseException:  # a bad h, quantiles or future_df: the rows are not absorbed, the call can be repeated
+            context = "window" if self.revin else "full"
+            return self.predict(h=h, quantiles=quantiles, context=context, future_df=future_df)
+        except BaseException:  # a bad h, quantiles or future_df, a non-finite forecast: nothing is absorbed
             self.stream_, self.history_ = before
             raise
-
 
 
 def _state_leaves(state) -> list:

@@ -340,12 +340,14 @@ def test_bad_input_errors(fitted):
         tiny(linear_skip="yes").fit(make_panel())
 
 
-def test_revin_default_and_streaming_needs_it_off():
+def test_revin_default_streams_by_window_and_full_context_needs_it_off():
     assert MambaForecaster().revin is True
     est = tiny(revin=True, max_epochs=1).fit(make_panel())
     assert est.predict().shape == (12, 3)
-    with pytest.raises(ValueError, match="revin=False"):
-        est.update(make_panel(length=121).groupby("unique_id").tail(1))
+    new = make_panel(length=121).groupby("unique_id").tail(1)
+    streamed = est.update(new)  # with RevIN: the forecast from the last window of the updated history
+    full = pd.concat([make_panel(), new], ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, est.predict(df=full), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="revin=False"):
         est.predict(context="full")
 
