@@ -24,21 +24,54 @@ def resolve_precision(precision: str | None, accelerator: str) -> str:
     return "32-true"
 
 
+def _lightning_console() -> logging.Handler | None:
+    """The console handler ``import lightning`` puts on the ``lightning`` logger (``INFO: ...`` on stderr)."""
+    import lightning
+
+    handler = getattr(lightning, "_console", None)
+    return handler if isinstance(handler, logging.Handler) else None
+
+
 @contextlib.contextmanager
-def quiet_lightning(verbose: bool):
-    """Silence Lightning's INFO chatter (device summary, tips, seeds) unless ``verbose``."""
-    if verbose:
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in _LOGGERS]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+def _one_console_line():
+    """Each of Lightning's log lines printed once.
+
+    ``import lightning`` always gives the ``lightning`` logger its own stderr handler, while the
+    ``lightning.pytorch``/``lightning.fabric`` loggers propagate whenever the root logger already has handlers
+    (as inside a Hydra job, whose ``job_logging`` puts a console and a file handler on the root): every line
+    then printed twice, once through Hydra's root handler and once through Lightning's. While the root logger
+    has handlers, Lightning's own is set aside here, so the line goes through the root's only (console and the
+    job's log file); without root handlers Lightning's handler stays, the only one to print."""
+    lightning_logger = logging.getLogger("lightning")
+    console = _lightning_console()
+    detach = (console is not None and console in lightning_logger.handlers and lightning_logger.propagate
+              and bool(logging.getLogger().handlers))
+    if detach:
+        lightning_logger.removeHandler(console)
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        if detach and console not in lightning_logger.handlers:
+            lightning_logger.addHandler(console)
+
+
+@contextlib.contextmanager
+def quiet_lightning(verbose: bool):
+    """Silence Lightning's INFO chatter (device summary, tips, seeds) unless ``verbose``; either way each of
+    Lightning's log lines printed once (see ``_one_console_line``)."""
+    with _one_console_line():
+        if verbose:
+            yield
+            return
+        loggers = [logging.getLogger(name) for name in _LOGGERS]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def build_trainer(
