@@ -5,6 +5,7 @@
     ssmcast compare models=[mamba,s4,auto_arima,ets] data=airline
     ssmcast train --multirun model=s4,s5,mamba seed=0,1,2
     ssmcast ui                                      # the MLflow UI on 127.0.0.1 against ./mlflow.db
+    ssmcast sync outputs/2026-12-07/10-00-00        # push a run the tracking server missed
 
 Heavy libraries (torch, lightning, mlflow) are imported inside the jobs, so ``--help`` answers at once.
 """
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMANDS = ("train", "compare", "ui")
+COMMANDS = ("train", "compare", "ui", "sync")
 CONFIG_ENV = "SSMCAST_CONFIG_DIR"
 
 USAGE = """usage: ssmcast <command> [hydra overrides...] [--multirun] [hydra flags]
@@ -29,6 +30,7 @@ commands:
             (no overrides: a small Mamba vs the seasonal ARIMA baseline on weekly Mauna Loa CO2)
   compare   backtest every model of `models` on the same windows and print the leaderboard
   ui        start the MLflow UI on 127.0.0.1 against the tracking store (default ./mlflow.db)
+  sync      push a finished run folder into a tracking store (a run whose server was away: exit status 3)
 
 examples:
   ssmcast train model=s4 data=etth1 horizon=96
@@ -41,6 +43,7 @@ examples:
   ssmcast train trainer=ddp                               # data-parallel training on every GPU
   ssmcast train tracking.uri=http://127.0.0.1:5000        # or MLFLOW_TRACKING_URI; tracking=none: off
   ssmcast ui --port 5000
+  ssmcast sync <run dir> [--tracking-uri URI] [--experiment NAME] [--force]
 
 `ssmcast <command> --help` lists the config groups and options (Hydra's help); `--cfg job` prints the
 composed config. Config groups: model, data, trainer, tracking, experiment (conf/ in the source tree,
@@ -85,7 +88,7 @@ def _task(cfg) -> float | None:
     expected = (ValueError, TypeError, FileNotFoundError, DatasetNotFoundError, InstantiationException,
                 OmegaConfBaseException)  # fmt: skip
     job = _multirun_job()
-    tracking._STATE.job_tracked = False
+    tracking.reset_job()
     try:
         return run(cfg)
     except Exception as err:
@@ -119,6 +122,7 @@ def run_hydra(command: str, args: list[str]) -> int:
 
     old = sys.argv
     sys.argv = [old[0] if old else "ssmcast", *args]
+    seen = len(tracking.untracked_runs())
     try:
         app()
     except SystemExit as stop:
@@ -130,7 +134,51 @@ def run_hydra(command: str, args: list[str]) -> int:
         print(f"ssmcast: error: {len(failures)} job(s) of the sweep failed: "
               + "; ".join(f"#{job} {text[:200]}" for job, text in failures), file=sys.stderr)  # fmt: skip
         return 1
+    untracked = [(folder, uri) for folder, uri, required in tracking.untracked_runs()[seen:] if required]
+    if untracked:
+        print(f"ssmcast: error: {len(untracked)} run(s) finished but were not (fully) tracked in MLflow at "
+              f"{untracked[0][1]}; their outputs are complete on disk. Push them when the store is back with: "
+              + "; ".join(f"ssmcast sync {folder}" for folder, _ in untracked)
+              + " (tracking.required=false: exit 0 in this case)", file=sys.stderr)  # fmt: skip
+        return UNTRACKED_EXIT
     return 0
+
+
+UNTRACKED_EXIT = 3  # the run's work is done and on disk, but the tracking store did not get it
+
+
+def sync(args: list[str]) -> int:
+    """``ssmcast sync <run dir>... [--tracking-uri URI] [--experiment NAME] [--force]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="ssmcast sync",
+        description="Push finished run folders (their tracking/run.json, artifacts, models and epoch metrics) "
+                    "into an MLflow tracking store, e.g. after the server was away during the run.",
+    )  # fmt: skip
+    parser.add_argument("run_dirs", nargs="+", metavar="run_dir")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="default: the URI the run was meant for (then $MLFLOW_TRACKING_URI, ./mlflow.db)")
+    parser.add_argument("--experiment", default=None, help="default: the run's experiment")
+    parser.add_argument("--force", action="store_true",
+                        help="push a run already in that store again, or one that never finished (as KILLED)")
+    options = parser.parse_args(args)
+    from ssmcast.tracking import SyncError, sync_run
+
+    code = 0
+    for run_dir in options.run_dirs:
+        try:
+            run_id = sync_run(run_dir, options.tracking_uri, options.experiment, force=options.force)
+        except SyncError as err:
+            print(f"ssmcast: error: {err}", file=sys.stderr)
+            code = 1
+            continue
+        except Exception as err:  # noqa: BLE001 - a store that fails midway: one line, the next folder
+            print(f"ssmcast: error: {run_dir}: the push failed ({type(err).__name__}: {err})", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{run_dir}: pushed as run {run_id}")
+    return code
 
 
 def ui(args: list[str]) -> int:
@@ -188,8 +236,8 @@ def _serve(command: list[str], env: dict) -> int:
 
 # a tracking server that went away should cost seconds, not MLflow's default minutes of retries
 MLFLOW_ENV_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
@@ -203,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         command, rest = args[0], args[1:]
         if command == "ui":
             return ui(rest)
+        if command == "sync":
+            return sync(rest)
         return run_hydra(command, rest)
     if any(a.startswith("command=") for a in args):  # re-launched by Lightning DDP with sys.argv
         return run_hydra("train", args)

@@ -1,6 +1,6 @@
 """Neural forecasters: scikit-learn-style estimators over the SSM backbones, trained by Lightning."""
 
-from ssmcast.forecasters.base import NeuralForecaster, load
+from ssmcast.forecasters.base import NeuralForecaster
 from ssmcast.forecasters.neural import (
     JambaForecaster,
     Mamba2Forecaster,
@@ -9,6 +9,7 @@ from ssmcast.forecasters.neural import (
     S4Forecaster,
     S5Forecaster,
 )
+from ssmcast.forecasters.persistence import load
 
 __all__ = [
     "NeuralForecaster",

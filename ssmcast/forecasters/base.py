@@ -69,9 +69,12 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         sample; all series must share their time stamps).
     scaler : per-series "standard" or "robust" scaling fitted on the training part, or None.
     revin : reversible instance normalisation of every input window (default; it copes with level shifts
-        and trends, as in the long-horizon literature). Streaming (``update``, ``context="full"``) runs the
-        recurrent state over the whole history, where a window statistic is undefined: fit with
-        ``revin=False`` for that (the per-series ``scaler`` fitted at fit time then does the normalising).
+        and trends, as in the long-horizon literature). ``update`` streams new rows in either way: with
+        RevIN it appends them and forecasts from the last ``input_size`` observations (what
+        ``predict(df=full_history)`` gives); with ``revin=False`` it advances each series' recurrent state
+        over its whole history instead (what ``predict(df=full_history, context="full")`` gives).
+        ``context="full"`` needs ``revin=False``: a window statistic is undefined over the whole history
+        (the per-series ``scaler`` fitted at fit time then does the normalising).
     linear_skip : add a linear map from the last ``input_size`` (normalised) target values straight to the
         forecast, shared over channels, as DLinear's (default). It carries the level and the recent shape
         of the series while the backbone learns the rest; on the long-horizon benchmarks it lowers the
@@ -210,6 +213,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         import lightning as L
         import torch
 
+        from ssmcast.training.loggers import flush_run
         from ssmcast.training.losses import ForecastLoss
         from ssmcast.training.module import ForecastModule, ForecastNet
         from ssmcast.training.sampling import EpochShuffleSampler
@@ -224,6 +228,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             if ckpt_path is None:
                 warnings.warn(f"resume=True but no checkpoint in {self.checkpoint_dir}; training from scratch",
                               UserWarning, stacklevel=2)
+        if ckpt_path is not None:
+            _check_checkpoint(ckpt_path)
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         self.freq_ = None
@@ -307,6 +313,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             val_loader = torch.utils.data.DataLoader(
                 val_set, batch_size=max(self.batch_size, 256), collate_fn=collate_windows
             )
+        logger = self._logger()
         start = time.perf_counter()
         try:
             with quiet_lightning(self.verbose), warnings.catch_warnings():
@@ -317,7 +324,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                     verbose=self.verbose, checkpoint_dir=self.checkpoint_dir,
                     scratch_dir=tmp.name if tmp is not None else None, has_val=val_set is not None,
                     early_stopping_patience=self.early_stopping_patience,
-                    gradient_clip_val=self.gradient_clip_val, logger=self._logger(),
+                    gradient_clip_val=self.gradient_clip_val, logger=logger,
                     trainer_kwargs=self.trainer_kwargs,
                 )
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -334,6 +341,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             if tmp is not None:
                 tmp.cleanup()
         self.fit_time_s_ = time.perf_counter() - start
+        if logger:  # the epoch metrics' uploads ran in the background: wait for them, bounded, outside fit_time_s_
+            flush_run(logger)
         self.n_epochs_ = int(trainer.current_epoch)
         self.world_size_ = int(trainer.world_size)
         self.device_ = str(trainer.strategy.root_device)  # where it trained, e.g. "cpu" or "cuda:0"
@@ -345,12 +354,11 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         self.n_train_windows_ = len(train_set)
         return self
 
-    def _logger(self):
-        """MLflow logging when the caller has an active MLflow run (see ``ssmcast.tracking``), else none."""
-        try:
-            from ssmcast.tracking import active_run_logger
-        except ImportError:
-            return False
+    @staticmethod
+    def _logger():
+        """MLflow logging when the caller has an active MLflow run (see ``ssmcast.training.loggers``), else none."""
+        from ssmcast.training.loggers import active_run_logger
+
         return active_run_logger() or False
 
     # ------------------------------------------------------------------ prediction
@@ -486,7 +494,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         futures = {k: self._future_block(units[k], ahead[k], future_rows, h, calendar_cache) for k in keys}
         points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
         quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
-        X = {k: units[k]["X"] for k in keys}
+        X = {k: units[k]["X"][-self.input_size :] for k in keys}  # all a block needs: cost flat in the history
         fs = self._future_slice
         for b in range(n_blocks):
             span = slice(b * self.horizon, (b + 1) * self.horizon)
@@ -551,3 +559,19 @@ def _denorm(values, stats):
     from ssmcast.training.module import denormalize
 
     return denormalize(values, stats)
+
+
+def _check_checkpoint(path: str) -> None:
+    """A checkpoint to resume from must be readable (weights only); say which file is not, before any work."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a damaged file
+        raise ValueError(
+            f"checkpoint {path} cannot be read: it is corrupt or truncated (e.g. a crash while it was written, or a "
+            f"full disk; {type(err).__name__}: {str(err)[:200]}). Delete it to train from scratch, or resume from "
+            "another checkpoint with ckpt_path=..."
+        ) from None

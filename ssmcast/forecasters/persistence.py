@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from ssmcast.backbones.config import BackboneConfig
 from ssmcast.forecasting import check_quantiles
 
 _FORMAT_VERSION = 1
+_FILES = ("params.json", "meta.json", "weights.pt")
 
 
 class SavedModel:
@@ -30,13 +34,18 @@ class SavedModel:
         """Write the fitted model to directory ``path``: ``params.json``, ``meta.json``, ``weights.pt``.
 
         Loading (:func:`ssmcast.load`) reads the tensors with ``torch.load(weights_only=True)``; nothing is
-        unpickled.
+        unpickled. The folder is written beside ``path`` and renamed into place, so a failed save (a full disk)
+        leaves an earlier model at ``path`` whole. ``path`` must be new, empty, or an earlier saved model.
         """
         import torch
 
         check_is_fitted(self, "net_")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            others = sorted(p.name for p in path.iterdir() if p.name not in _FILES) if path.is_dir() else [path.name]
+            if others:
+                raise ValueError(f"cannot save into {path}: it holds {others[:5]}, which are not a saved model's "
+                                 "files; save into a new or empty folder")  # fmt: skip
         params = _jsonable_params(self)
         meta = {
             "format": _FORMAT_VERSION,
@@ -56,9 +65,22 @@ class SavedModel:
             "scale": torch.tensor(self.scale_),
             "history": [torch.tensor(u["X"]) for u in self.history_.values()],
         }
-        (path / "params.json").write_text(json.dumps(params, indent=2))
-        (path / "meta.json").write_text(json.dumps(meta))
-        torch.save(tensors, path / "weights.pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
+        try:
+            (tmp / "params.json").write_text(json.dumps(params, indent=2))
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            torch.save(tensors, tmp / "weights.pt")
+            if path.exists():  # an earlier model: swap the folders, then drop the old one
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, old / "model")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     @classmethod
     def _from_saved(cls, params: dict, meta: dict, tensors: dict) -> SavedModel:

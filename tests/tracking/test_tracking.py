@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -92,12 +93,26 @@ def test_an_unreachable_server_loses_nothing(tmp_path):
     args = ["model=mamba", *csv_data(csv), *TINY_RUN, *tiny_model("MambaConfig"), "baselines=[]",
             f"tracking.uri=http://127.0.0.1:{port}", "tracking.health_timeout_s=2"]
     out = run_cli(["train", *run_dir(args, tmp_path / "run")], tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 3, out.stderr[-3000:]  # tracking.required (the default): the run says it is untracked
     assert "TrackingWarning" in out.stderr and f"127.0.0.1:{port} is unreachable" in out.stderr
-    assert str(tmp_path / "run") in out.stderr  # says where the outputs are
+    assert f"ssmcast sync {tmp_path / 'run'}" in out.stderr  # says where the outputs are and how to push them
     run = tmp_path / "run"
     assert (run / "models" / "mamba" / "weights.pt").exists() and (run / "leaderboard.csv").exists()
     assert (run / "metrics.json").exists() and (run / "epochs" / "metrics.csv").exists()
+    record = json.loads((run / "tracking" / "run.json").read_text())  # everything the run would have logged
+    assert record["status"] == "FINISHED" and not record["tracked"] and record["run_id"] is None
+    assert {"git_commit", "dataset.sha256", "device", "dataset"} <= set(record["tags"])
+    assert record["params"]["model.backbone.d_model"] == "8"
+    assert {m[0] for m in record["metrics"]} >= {"test_mae", "fit_time_s"}
+    assert {Path(a).name for a, _ in record["artifacts"]} >= {"config.yaml", "leaderboard.csv", "forecasts.csv"}
+    assert record["models"] == [{"name": "model", "path": "tracking/models/model"}]
+    assert (run / "tracking" / "models" / "model" / "MLmodel").exists()
+
+    optional = ["model=naive", *csv_data(csv), "horizon=4", "baselines=[]", f"tracking.uri=http://127.0.0.1:{port}",
+                "tracking.health_timeout_s=2", "tracking.required=false"]
+    optional = run_cli(["train", *run_dir(optional, tmp_path / "run2")], tmp_path)
+    assert optional.returncode == 0, optional.stderr[-3000:]
+    assert "TrackingWarning" in optional.stderr
 
 
 def test_a_server_that_dies_mid_run_warns_once_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -269,3 +284,17 @@ def test_an_untracked_run_never_imports_mlflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_logging_a_baseline_does_not_repeat_fallback_warnings_of_its_example_fits(sqlite_uri):
+    """Issue #32: the pyfunc's example predictions refit the baseline on a few rows (8 here, shorter than two
+    seasons of the airline model), which raised its FallbackWarning twice while logging; the model's own fit is
+    what matters and logging is quiet (filterwarnings=error turns any warning into a failure here)."""
+    from ssmcast.baselines import ARIMAForecaster
+
+    df = long_frame(length=60)
+    est = ARIMAForecaster(order=(0, 1, 1), seasonal_order=(0, 1, 1), season_length=12, horizon=4).fit(df)
+    assert not est.fallbacks_
+    with mlflow.start_run():
+        info = log_forecaster(est, df, horizon=4)
+    assert info.model_uri
