@@ -137,7 +137,8 @@ class DataPreparation:
         ids = list(pd.unique(frame[ID]))
         if self.channel_mode == "mixed" and sorted(ids) != sorted(self.ids_):
             raise ValueError(f"channel_mode='mixed' needs the history of every training series {self.ids_}")
-        units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in ids]))
+        present = set(ids)  # a set: a list here made every update()/predict(df=) quadratic in the series (#36)
+        units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in present]))
         return {self.unit_of_[u["ids"][0]]: u for u in units}
 
     def _future_rows(self, future_df) -> dict[str, pd.DataFrame]:
@@ -177,7 +178,7 @@ class DataPreparation:
                 ) from None
             if not np.isfinite(block).all():
                 raise ValueError(f"future_df has NaN/inf future covariates for series {uid!r}")
-            i = self.ids_.index(uid)
+            i = self.unit_of_[uid]  # independent mode (covariates): unit i is series ids_[i]; O(1), not ids_.index
             past, _, _ = self._columns()
             cols = slice(1 + len(past), 1 + len(past) + len(future))
             block = np.concatenate([block, np.repeat(block[-1:], padding, axis=0)])
