@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMANDS = ("train", "compare", "ui", "sync")
+COMMANDS = ("train", "compare", "ui", "sync", "data")
 CONFIG_ENV = "SSMCAST_CONFIG_DIR"
 
 USAGE = """usage: ssmcast <command> [hydra overrides...] [--multirun] [hydra flags]
@@ -31,6 +31,8 @@ commands:
   compare   backtest every model of `models` on the same windows and print the leaderboard
   ui        start the MLflow UI on 127.0.0.1 against the tracking store (default ./mlflow.db)
   sync      push a finished run folder into a tracking store (a run whose server was away: exit status 3)
+  data      list, fetch (download or copy, sha256-verified) and verify the benchmark datasets; `fetch`
+            fills data/ of the source checkout (else the user cache): see data/README.md
 
 examples:
   ssmcast train model=s4 data=etth1 horizon=96
@@ -44,6 +46,9 @@ examples:
   ssmcast train tracking.uri=http://127.0.0.1:5000        # or MLFLOW_TRACKING_URI; tracking=none: off
   ssmcast ui --port 5000
   ssmcast sync <run dir> [--tracking-uri URI] [--experiment NAME] [--force]
+  ssmcast data list                                       # every dataset: present where, verified or not
+  ssmcast data fetch etth1 weather                        # or --all (= make data); --from DIR copies
+  ssmcast data verify                                     # check the sha256 of every file present
 
 `ssmcast <command> --help` lists the config groups and options (Hydra's help); `--cfg job` prints the
 composed config. Config groups: model, data, trainer, tracking, experiment (conf/ in the source tree,
@@ -234,6 +239,203 @@ def _serve(command: list[str], env: dict) -> int:
     return 0 if stopping else code
 
 
+def data(args: list[str]) -> int:
+    """``ssmcast data list | fetch NAME... | --all [--dir DIR] [--from DIR] [--force] | verify [NAME...]``.
+
+    Works on the registry's files (``ssmcast.datasets.registry``) with ``ssmcast.datasets.storage``'s search order,
+    download and copy (a temporary file renamed into place only when size and sha256 match). Exit status: 0 done,
+    1 a file could not be fetched or does not verify, 2 a usage error (e.g. an unknown dataset name)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="ssmcast data",
+        description="The benchmark datasets. Files are searched in --dir, $SSMCAST_DATA_DIR, data/ of the source "
+                    "checkout, then the user cache; `fetch` fills data/ of the checkout (else the cache).",
+    )  # fmt: skip
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{list,fetch,verify}")
+    listing = actions.add_parser("list", help="every dataset and file: size, where it is, verified or not")
+    fetch = actions.add_parser("fetch", help="download (or copy --from a folder) and verify datasets")
+    fetch.add_argument("names", nargs="*", metavar="NAME", help="dataset names (see ssmcast data list)")
+    fetch.add_argument("--all", action="store_true", help="every dataset of the registry")
+    fetch.add_argument("--from", dest="source", default=None, metavar="DIR",
+                       help="copy from this local folder (e.g. a shared data directory) instead of the network")
+    fetch.add_argument("--force", action="store_true", help="replace a present file that does not verify")
+    verify = actions.add_parser("verify", help="check the size and sha256 of every copy present")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="default: every dataset")
+    for sub, text in ((listing, "search this folder first"), (verify, "search this folder first"),
+                      (fetch, "put the files here (default: data/ of the checkout, else the user cache)")):
+        sub.add_argument("--dir", default=None, metavar="DIR", help=text)  # fmt: skip
+    try:
+        options = parser.parse_args(args)
+    except SystemExit as stop:  # --help or a usage error: a status, also when called in-process
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+
+    from ssmcast.datasets import registry
+
+    known = registry.list_datasets()
+    named = list(dict.fromkeys(name.lower() for name in getattr(options, "names", [])))  # as given, once each
+    unknown = [name for name in named if name not in known]
+    if unknown:
+        _data_error(f"data {options.action}: unknown dataset(s) {', '.join(map(repr, unknown))}; "
+                    f"known: {', '.join(known)}")  # fmt: skip
+        return 2
+    if options.action == "fetch" and not named and not options.all:
+        _data_error("data fetch: name the datasets to fetch (see ssmcast data list) or pass --all")
+        return 2
+    directory = Path(options.dir).expanduser() if options.dir else None
+    if options.action != "fetch" and directory is not None and not directory.is_dir():
+        _data_error(f"data {options.action}: --dir {directory} is not a directory")
+        return 2
+    infos = [registry.dataset_info(name) for name in (known if options.action == "fetch" and options.all else
+                                                      named or known)]  # fmt: skip
+    if options.action == "list":
+        return _data_list(infos, directory)
+    if options.action == "verify":
+        return _data_verify(infos, directory, required=bool(named))
+    source = Path(options.source).expanduser() if options.source else None
+    if source is not None and not source.is_dir():
+        _data_error(f"data fetch: --from {source} is not a directory")
+        return 2
+    return _data_fetch(infos, directory, source, force=options.force)
+
+
+def _data_error(message: str) -> None:
+    print(f"ssmcast: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line
+
+
+def _data_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _data_mismatch(name: str, err: Exception) -> str:
+    """``verify_file``'s message (path, what differs) with the command that repairs it."""
+    return f"{name}: {str(err).split('; ')[0]}; replace it with `ssmcast data fetch {name} --force`"
+
+
+def _data_dirs(directory: Path | None) -> list[tuple[Path, str]]:
+    """``storage.search_dirs(directory)``, each with what it is."""
+    from ssmcast.datasets import storage
+
+    labels = {storage.cache_dir(): "user cache"}
+    if storage.checkout_data_dir() is not None:
+        labels[storage.checkout_data_dir()] = "checkout data/"
+    if os.environ.get(storage.ENV_VAR):
+        labels[Path(os.environ[storage.ENV_VAR]).expanduser()] = f"${storage.ENV_VAR}"
+    if directory is not None:
+        labels[directory] = "--dir"
+    return [(path, labels.get(path, "")) for path in storage.search_dirs(directory)]
+
+
+def _data_list(infos: list, directory: Path | None) -> int:
+    from ssmcast.datasets import storage
+
+    dirs = _data_dirs(directory)
+    print("search order: " + "; ".join(f"{i}. {path} ({label})" for i, (path, label) in enumerate(dirs, 1)))
+    print(f"{'dataset':<14} {'file':<32} {'size':>8}  {'status':<9} where")
+    counts = {"verified": 0, "MISMATCH": 0, "missing": 0}
+    for info in infos:
+        if info.source == "statsmodels":
+            print(f"{info.name:<14} {'(bundled with statsmodels)':<32} {'-':>8}  {'bundled':<9} statsmodels")
+        for file in info.files:
+            where, status = "", "missing"
+            for path, label in dirs:
+                if (path / file.path).is_file():
+                    where, status = f"{path} ({label})", "verified"
+                    try:
+                        storage.verify_file(path / file.path, file)
+                    except (storage.ChecksumError, OSError):
+                        status = "MISMATCH"
+                    break
+            counts[status] += 1
+            print(f"{info.name:<14} {file.path:<32} {_data_size(file.size):>8}  {status:<9} {where}".rstrip())
+    print(f"{counts['verified']} verified, {counts['MISMATCH']} not matching their sha256 (see ssmcast data verify), "
+          f"{counts['missing']} missing (ssmcast data fetch NAME, or --all)")  # fmt: skip
+    return 0
+
+
+def _data_verify(infos: list, directory: Path | None, required: bool) -> int:
+    """Check every copy of every file in the search directories; missing files fail only when ``required``."""
+    from ssmcast.datasets import storage
+
+    dirs = [path for path, _ in _data_dirs(directory)]
+    checked = bad = missing = 0
+    for info in infos:
+        for file in info.files:
+            copies = [path / file.path for path in dirs if (path / file.path).is_file()]
+            if not copies:
+                missing += 1
+                if required:
+                    _data_error(f"{info.name}: {file.path} is in none of {', '.join(map(str, dirs))}")
+            for path in copies:
+                checked += 1
+                try:
+                    storage.verify_file(path, file)
+                except storage.ChecksumError as err:
+                    bad += 1
+                    _data_error(_data_mismatch(info.name, err))
+                    continue
+                except OSError as err:
+                    bad += 1
+                    _data_error(f"{info.name}: {path} cannot be read ({type(err).__name__}: {err})")
+                    continue
+                print(f"{info.name}: {path}: verified")
+    print(f"{checked} file(s) checked: {checked - bad} verified, {bad} not matching; {missing} missing")
+    return 1 if bad or (missing and required) else 0
+
+
+def _data_fetch(infos: list, directory: Path | None, source: Path | None, force: bool) -> int:
+    """Put a verified copy of each file into ``directory`` (default ``storage.default_fetch_dir()``)."""
+    from ssmcast.datasets import storage
+
+    root = directory if directory is not None else storage.default_fetch_dir()
+    failed = 0
+    for info in infos:
+        if info.source == "statsmodels":
+            print(f"{info.name}: bundled with statsmodels, nothing to fetch")
+        for file in info.files:
+            target = root / file.path
+            if target.is_file():
+                try:
+                    storage.verify_file(target, file)
+                    print(f"{info.name}: {target} already present, sha256 verified")
+                    continue
+                except storage.ChecksumError as err:
+                    if not force:
+                        failed += 1
+                        _data_error(_data_mismatch(info.name, err))
+                        continue
+            try:
+                if source is not None:
+                    storage.copy_file(file, source, root)
+                else:
+                    storage.download_file(file, root)
+            except storage.ChecksumError as err:
+                failed += 1
+                what = f"copy from {source}" if source is not None else "download"
+                _data_error(f"{info.name}: the {what} of {file.path} does not match the registry, nothing was "
+                            "written: " + "; ".join(err.mismatches + err.failures))  # fmt: skip
+                continue
+            except storage.DatasetNotFoundError as err:
+                failed += 1
+                if source is not None:
+                    _data_error(f"{info.name}: {file.path} is not in --from {source} ({'; '.join(err.failures)})")
+                else:
+                    tried = err.failures or file.urls or ("no mirror is listed",)
+                    _data_error(f"{info.name}: cannot download {file.path}, no mirror could be reached; tried "
+                                + "; ".join(tried))  # fmt: skip
+                continue
+            except OSError as err:  # the target folder is not writable, the disk is full, ...
+                failed += 1
+                _data_error(f"{info.name}: cannot write {target}: {type(err).__name__}: {err}")
+                continue
+            print(f"{info.name}: {file.path} -> {target} ({_data_size(file.size)}, sha256 verified)")
+    if root.resolve() not in [path.resolve() for path in storage.search_dirs()]:
+        print(f"note: {root} is not searched by default: set {storage.ENV_VAR}={root} or pass data_dir=")
+    if failed:
+        _data_error(f"data fetch: {failed} file(s) failed (see above)")
+    return 1 if failed else 0
+
+
 # a tracking server that went away should cost seconds, not MLflow's default minutes of retries
 MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
@@ -253,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             return ui(rest)
         if command == "sync":
             return sync(rest)
+        if command == "data":
+            return data(rest)
         return run_hydra(command, rest)
     if any(a.startswith("command=") for a in args):  # re-launched by Lightning DDP with sys.argv
         return run_hydra("train", args)

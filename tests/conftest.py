@@ -44,8 +44,22 @@ def data_dir() -> Path:
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("SSMCAST_DATA_DIR is not set and ../shared/data is missing in CI")
-        pytest.skip("benchmark data not available: set SSMCAST_DATA_DIR")
+        pytest.skip(NO_DATA)
     return path
+
+
+NO_DATA = "benchmark data not available: set SSMCAST_DATA_DIR"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One clear line at the end when tests were skipped for want of the benchmark datasets (issue #33)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_DATA in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_line(
+            f"ssmcast: {len(skipped)} test(s) were SKIPPED because the benchmark datasets are missing: get them with "
+            "`make data` (see data/README.md) or point SSMCAST_DATA_DIR at a folder that holds them",
+            yellow=True, bold=True,
+        )  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):

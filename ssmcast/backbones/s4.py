@@ -42,7 +42,8 @@ class S4(nn.Module):
         mode: ``"dplr"`` (S4: ``A = Lambda - P P^*``) or ``"diag"`` (S4D: ``A = Lambda``).
         init: ``"legs"`` for dplr (HiPPO-LegS); for diag ``"legs"``, ``"lin"``, ``"inv"`` or ``"real"``.
         discretization: ``"zoh"`` or ``"bilinear"``; default bilinear for dplr (its only one), zoh for diag.
-        dt_min, dt_max: range of the log-uniform initialisation of the learnable step ``dt``.
+        dt_min: lower end of the log-uniform initialisation of the learnable step ``dt``.
+        dt_max: upper end of that range.
         channels: number of SSM output channels per feature (mixed back to ``H`` by the output linear).
         rank: rank ``R`` of the low-rank term (dplr).
         bidirectional: add an anti-causal SSM (non-causal layer; no recurrent mode).

@@ -63,7 +63,8 @@ class S5(nn.Module):
             keeps ``P/2`` complex states with ``conj_sym``, ``P`` without.
         blocks: ``J``, number of HiPPO-N blocks on the diagonal; ``d_state/blocks`` must be even.
         discretization: ``"zoh"`` or ``"bilinear"``.
-        dt_min, dt_max: range of the initial per-state steps (log-uniform).
+        dt_min: lower end of the range of the initial per-state steps (log-uniform).
+        dt_max: upper end of that range.
         conj_sym: keep one of each conjugate pair of states, output ``2 Re(C~ x)``.
         C_init: ``"trunc_standard"`` (reference default: lecun-normal rows, then ``C V``),
             ``"lecun_normal"`` (then ``C V``) or ``"complex_normal"`` (``C~`` directly, std ``sqrt(1/2)``).

@@ -8,8 +8,9 @@ Example::
     ltsf_split("etth1").train        # (0, 8640): fit the scaler on these rows only
     window_starts("etth1", "test", input_size=96, horizon=96).size  # 2785 test windows
 
-Files are looked up in `data_dir`, `$SSMCAST_DATA_DIR`, `$XDG_CACHE_HOME/ssmcast` (`~/.cache/ssmcast`),
-then downloaded into that cache and checked against their sha256.
+Files are looked up in `data_dir`, `$SSMCAST_DATA_DIR`, the source checkout's `data/`, `$XDG_CACHE_HOME/ssmcast`
+(`~/.cache/ssmcast`), then downloaded into that cache and checked against their sha256. `ssmcast data fetch NAME`
+(or `make data` for all) puts them in the checkout's `data/`; `ssmcast data list` shows what is where.
 """
 
 from .loaders import load_dataset, load_m4_hourly, load_wide

@@ -1,9 +1,16 @@
 """Finding, downloading and checksumming dataset files.
 
 Lookup order for a file with relative path `p` (e.g. `ett/ETTh1.csv`):
-`data_dir/p`, then `$SSMCAST_DATA_DIR/p`, then the user cache `$XDG_CACHE_HOME/ssmcast/p`
-(default `~/.cache/ssmcast/p`). If none exists the file is downloaded from its mirrors into the cache,
-decompressed/normalised as the mirror says, and kept only if its sha256 matches the registry.
+
+1. `data_dir/p` (the `data_dir=` argument),
+2. `$SSMCAST_DATA_DIR/p`,
+3. `<checkout>/data/p`: the `data/` folder of a source checkout (the folder holding `pyproject.toml` and the
+   `ssmcast` package), searched only when it exists; `ssmcast data fetch` / `make data` fill it,
+4. the user cache `$XDG_CACHE_HOME/ssmcast/p` (default `~/.cache/ssmcast/p`).
+
+If none exists the file is downloaded from its mirrors into the cache, decompressed/normalised as the
+mirror says, and kept only if its sha256 matches the registry. Data files are never committed: `.gitignore`
+keeps everything under `data/` except `data/README.md` out of git.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from pathlib import Path
 from .registry import DataFile, Mirror
 
 __all__ = [
+    "CHECKOUT_ROOT",
     "ENV_VAR",
     "ChecksumError",
     "DatasetNotFoundError",
     "cache_dir",
+    "checkout_data_dir",
+    "copy_file",
+    "default_fetch_dir",
     "download_file",
     "fetch_file",
     "locate_file",
@@ -33,14 +44,27 @@ __all__ = [
 
 ENV_VAR = "SSMCAST_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 60.0
+# the folder above the `ssmcast` package: the repository root in a source checkout (tests monkeypatch it)
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ChecksumError(ValueError):
-    """A data file's sha256 (or size) differs from the registry."""
+    """A data file's sha256 (or size) differs from the registry.
+
+    Raised by a download or copy, it has `failures` (mirrors that could not be read) and `mismatches`
+    (mirrors that delivered other content), each a tuple of ``"<url>: <cause>"`` strings."""
+
+    failures: tuple[str, ...] = ()
+    mismatches: tuple[str, ...] = ()
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A data file is in none of the search directories and could not be downloaded."""
+    """A data file is in none of the search directories and could not be downloaded.
+
+    Raised by a download, `failures` lists the mirrors tried as ``"<url>: <cause>"`` strings."""
+
+    failures: tuple[str, ...] = ()
+    mismatches: tuple[str, ...] = ()
 
 
 def cache_dir() -> Path:
@@ -50,8 +74,28 @@ def cache_dir() -> Path:
     return base / "ssmcast"
 
 
+def checkout_data_dir() -> Path | None:
+    """`<checkout>/data` when ssmcast runs from a source checkout, else None.
+
+    A checkout is recognised by `pyproject.toml` next to the `ssmcast` package and an existing `data/`
+    folder (it holds the committed `data/README.md`); an installed package (site-packages) has neither."""
+    path = CHECKOUT_ROOT / "data"
+    if (CHECKOUT_ROOT / "pyproject.toml").is_file() and path.is_dir():
+        return path
+    return None
+
+
+def default_fetch_dir() -> Path:
+    """Where `ssmcast data fetch` puts files: the checkout's `data/` folder, else the user cache."""
+    return checkout_data_dir() or cache_dir()
+
+
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The directories searched, in order: `data_dir`, `$SSMCAST_DATA_DIR`, the cache."""
+    """The directories searched, in order: `data_dir`, `$SSMCAST_DATA_DIR`, the checkout's `data/`, the cache.
+
+    `data_dir` must be an existing directory; the checkout's `data/` is listed only in a source checkout
+    where it exists (`checkout_data_dir()`); `$SSMCAST_DATA_DIR` and the cache are listed even when missing.
+    """
     dirs = []
     if data_dir is not None:
         if not isinstance(data_dir, str | os.PathLike):
@@ -63,6 +107,9 @@ def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get(ENV_VAR)
     if env:
         dirs.append(Path(env).expanduser())
+    checkout = checkout_data_dir()
+    if checkout is not None:
+        dirs.append(checkout)
     dirs.append(cache_dir())
     return dirs
 
@@ -124,6 +171,24 @@ def _decode(data: bytes, mirror: Mirror) -> bytes:
     return data
 
 
+def _install(data: bytes, file: DataFile, target: Path) -> str | None:
+    """Write `data` to a temporary file next to `target` and rename it into place if its size and sha256
+    are the registry's; else write nothing and return what differs."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != file.sha256 or len(data) != file.size:
+        return f"sha256 {actual} ({len(data)} bytes), expected {file.sha256} ({file.size} bytes)"
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False)
+    part = Path(handle.name)
+    try:
+        with handle:
+            handle.write(data)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+    return None
+
+
 def _download(file: DataFile, target: Path) -> tuple[bool, list[str], list[str]]:
     """Try each mirror; returns (success, unreachable-mirror messages, checksum-mismatch messages)."""
     failures: list[str] = []
@@ -134,22 +199,10 @@ def _download(file: DataFile, target: Path) -> tuple[bool, list[str], list[str]]
         except (OSError, EOFError) as error:  # URLError and BadGzipFile are OSErrors
             failures.append(f"{mirror.url}: {type(error).__name__}: {error}")
             continue
-        actual = hashlib.sha256(data).hexdigest()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False)
-        part = Path(handle.name)
-        try:
-            with handle:
-                handle.write(data)
-            if actual == file.sha256 and len(data) == file.size:
-                os.replace(part, target)
-                return True, failures, mismatches
-            mismatches.append(
-                f"{mirror.url}: sha256 {actual} ({len(data)} bytes), "
-                f"expected {file.sha256} ({file.size} bytes)"
-            )
-        finally:
-            part.unlink(missing_ok=True)
+        mismatch = _install(data, file, target)
+        if mismatch is None:
+            return True, failures, mismatches
+        mismatches.append(f"{mirror.url}: {mismatch}")
     return False, failures, mismatches
 
 
@@ -168,13 +221,46 @@ def download_file(file: DataFile, root: str | os.PathLike | None = None) -> Path
     return target
 
 
+def copy_file(file: DataFile, source_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """Copy `source_dir/<file.path>` into `root/<file.path>` (default root: the cache), verified.
+
+    Like `download_file` with the local folder as the only mirror: the copy is written to a temporary file
+    next to the target and renamed into place only if size and sha256 match the registry. Raises
+    `DatasetNotFoundError` if the source file does not exist and `ChecksumError` if it differs.
+    """
+    source = Path(source_dir).expanduser() / file.path
+    target = Path(root if root is not None else cache_dir()) / file.path
+    try:
+        data = source.read_bytes()
+    except OSError as error:
+        failure = f"{source}: {type(error).__name__}: {error.strerror or error}"
+        _raise_with(DatasetNotFoundError(f"cannot copy {file.path}: {failure}"), [failure], [])
+    if source.resolve() == target.resolve():
+        verify_file(source, file)  # copying a file onto itself: just check it
+        return target
+    mismatch = _install(data, file, target)
+    if mismatch is not None:
+        _raise_with(ChecksumError(f"{source} does not match its checksum, nothing copied: {mismatch}"),
+                    [], [f"{source}: {mismatch}"])  # fmt: skip
+    return target
+
+
+def _raise_with(error: ChecksumError | DatasetNotFoundError, failures: list[str], mismatches: list[str]):
+    error.failures, error.mismatches = tuple(failures), tuple(mismatches)
+    raise error
+
+
 def _raise_download_error(file: DataFile, data_dir, failures: list[str], mismatches: list[str]):
     if mismatches:
-        raise ChecksumError(
-            f"downloaded {file.path} does not match its checksum (the partial file was deleted): "
-            + "; ".join(mismatches + failures)
+        _raise_with(
+            ChecksumError(
+                f"downloaded {file.path} does not match its checksum (the partial file was deleted): "
+                + "; ".join(mismatches + failures)
+            ),
+            failures,
+            mismatches,
         )
-    raise DatasetNotFoundError(_not_found_message(file, data_dir, failures))
+    _raise_with(DatasetNotFoundError(_not_found_message(file, data_dir, failures)), failures, mismatches)
 
 
 def _describe(mirror: Mirror) -> str:
@@ -188,11 +274,15 @@ def _not_found_message(file: DataFile, data_dir, failures: list[str]) -> str:
     if data_dir is not None:
         looked.append(f"data_dir={str(data_dir)!r}")
     looked.append(f"${ENV_VAR}={env!r}" if env else f"${ENV_VAR} (not set)")
+    checkout = checkout_data_dir()
+    if checkout is not None:
+        looked.append(f"checkout {checkout}")
     looked.append(f"cache {cache_dir()}")
     lines = [
         f"data file {file.path!r} not found; looked in: {', '.join(looked)}.",
-        f"Set {ENV_VAR} to a directory containing {file.path} (or pass data_dir=), or download "
-        f"{' or '.join(_describe(m) for m in file.mirrors)} to {cache_dir() / file.path}.",
+        f"Set {ENV_VAR} to a directory containing {file.path} (or pass data_dir=), run `ssmcast data fetch "
+        f"--all` (`--from DIR` copies from a local folder), or download "
+        f"{' or '.join(_describe(m) for m in file.mirrors)} to {default_fetch_dir() / file.path}.",
     ]
     if failures:
         lines.append("Download failed: " + "; ".join(failures))

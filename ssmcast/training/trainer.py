@@ -55,10 +55,22 @@ def _one_console_line():
             lightning_logger.addHandler(console)
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "try installing litlogger" tip on every fit: an advert, nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+_NO_ADVERTS = _NoAdverts()
+
+
 @contextlib.contextmanager
 def quiet_lightning(verbose: bool):
     """Silence Lightning's INFO chatter (device summary, tips, seeds) unless ``verbose``; either way each of
-    Lightning's log lines printed once (see ``_one_console_line``)."""
+    Lightning's log lines printed once (see ``_one_console_line``) and its litlogger advert dropped."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NO_ADVERTS)  # once: addFilter ignores a filter already there
     with _one_console_line():
         if verbose:
             yield

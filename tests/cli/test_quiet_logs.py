@@ -37,6 +37,7 @@ def test_verbose_train_prints_each_lightning_line_once(tmp_path):
     assert any("GPU available" in m for m in messages), out.stdout[-2000:]  # verbose: Lightning's summary shows
     assert sum("GPU available" in m for m in messages) == 1, messages
     assert sum("Trainer.fit" in m for m in messages) == 1, messages
+    assert "litlogger" not in out.stdout + out.stderr  # Lightning's advert for its cloud logger (issue #33)
     twice = {m: n for m, n in Counter(messages).items() if n > 1}
     assert not twice, f"printed more than once: {twice}"
 

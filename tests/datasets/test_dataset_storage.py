@@ -22,6 +22,7 @@ from ssmcast.datasets import (
 from ssmcast.datasets.storage import download_file, locate_file, search_dirs
 
 REAL_FETCH = storage._fetch
+REAL_CHECKOUT_ROOT = storage.CHECKOUT_ROOT
 CONTENT = b"date,OT\n2020-01-01 00:00:00,1.5\n2020-01-01 01:00:00,2.5\n"
 
 
@@ -44,10 +45,12 @@ def write(root: Path, relative: str, content: bytes) -> Path:
 
 @pytest.fixture
 def dirs(tmp_path, monkeypatch):
-    """Isolated data_dir, $SSMCAST_DATA_DIR and cache ($XDG_CACHE_HOME) folders; no network."""
+    """Isolated data_dir, $SSMCAST_DATA_DIR and cache ($XDG_CACHE_HOME) folders; no network; no checkout data/
+    (the `checkout` fixture adds one)."""
     roots = {key: tmp_path / key for key in ("arg", "env", "xdg")}
     for root in roots.values():
         root.mkdir()
+    monkeypatch.setattr(storage, "CHECKOUT_ROOT", tmp_path / "not-a-checkout")
     monkeypatch.setenv("SSMCAST_DATA_DIR", str(roots["env"]))
     monkeypatch.setenv("XDG_CACHE_HOME", str(roots["xdg"]))
 
@@ -57,6 +60,102 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "_fetch", no_network)
     roots["cache"] = roots["xdg"] / "ssmcast"
     return roots
+
+
+@pytest.fixture
+def checkout(dirs, tmp_path, monkeypatch):
+    """A fake source checkout (pyproject.toml, data/README.md) as the folder above the ssmcast package."""
+    root = tmp_path / "repo"
+    write(root, "pyproject.toml", b"[project]\nname = 'ssmcast'\n")
+    write(root, "data/README.md", b"# data\n")
+    monkeypatch.setattr(storage, "CHECKOUT_ROOT", root)
+    return root / "data"
+
+
+def test_the_real_checkout_root_is_the_folder_above_the_package():
+    assert REAL_CHECKOUT_ROOT == Path(storage.__file__).resolve().parents[2]
+    assert (REAL_CHECKOUT_ROOT / "ssmcast" / "datasets" / "storage.py").is_file()
+    if (REAL_CHECKOUT_ROOT / "pyproject.toml").is_file() and (REAL_CHECKOUT_ROOT / "data").is_dir():
+        assert storage.checkout_data_dir() == REAL_CHECKOUT_ROOT / "data"
+
+
+def test_checkout_data_dir_only_in_a_checkout_with_a_data_folder(dirs, tmp_path, monkeypatch):
+    root = tmp_path / "site-packages"
+    monkeypatch.setattr(storage, "CHECKOUT_ROOT", root)
+    write(root, "data/other-package-file.txt", b"x")  # an installed package has no pyproject.toml next to it
+    assert storage.checkout_data_dir() is None
+    assert storage.default_fetch_dir() == dirs["cache"]
+    (root / "data" / "other-package-file.txt").unlink()
+    (root / "data").rmdir()
+    write(root, "pyproject.toml", b"")  # a checkout whose data/ was deleted
+    assert storage.checkout_data_dir() is None
+    (root / "data").mkdir()
+    assert storage.checkout_data_dir() == root / "data"
+    assert storage.default_fetch_dir() == root / "data"
+
+
+def test_search_order_puts_the_checkout_after_the_env_var_before_the_cache(checkout, dirs, monkeypatch):
+    assert search_dirs(dirs["arg"]) == [dirs["arg"], dirs["env"], checkout, dirs["cache"]]
+    monkeypatch.delenv("SSMCAST_DATA_DIR")
+    assert search_dirs() == [checkout, dirs["cache"]]
+
+
+def test_lookup_finds_the_checkout_copy_before_the_cache(checkout, dirs):
+    file = make_file()
+    paths = {key: write(root, file.path, CONTENT) for key, root in (("env", dirs["env"]), ("checkout", checkout),
+                                                                     ("cache", dirs["cache"]))}  # fmt: skip
+    assert fetch_file(file) == paths["env"]
+    paths["env"].unlink()
+    assert fetch_file(file) == paths["checkout"]
+    paths["checkout"].unlink()
+    assert fetch_file(file) == paths["cache"]
+
+
+def test_a_corrupt_checkout_copy_is_an_error_not_skipped(checkout, dirs):
+    file = make_file()
+    write(checkout, file.path, CONTENT.replace(b"1.5", b"7.5"))
+    write(dirs["cache"], file.path, CONTENT)
+    with pytest.raises(ChecksumError, match=str(checkout / file.path)):
+        fetch_file(file)
+
+
+def test_not_found_message_names_the_checkout_and_the_fetch_command(checkout, dirs):
+    file = make_file(mirrors=[Mirror("https://example.invalid/toy.csv")])
+    with pytest.raises(DatasetNotFoundError) as excinfo:
+        fetch_file(file, download=False)
+    message = str(excinfo.value)
+    assert f"checkout {checkout}" in message and "ssmcast data fetch" in message
+    assert str(checkout / file.path) in message  # where to put a manual download
+    assert not (dirs["cache"] / file.path).exists()
+
+
+def test_copy_file_is_verified_and_atomic(dirs, tmp_path):
+    file = make_file()
+    source = tmp_path / "shared"
+    with pytest.raises(DatasetNotFoundError, match="cannot copy toy/toy.csv") as excinfo:
+        storage.copy_file(file, source, dirs["arg"])
+    assert excinfo.value.failures and str(source / file.path) in excinfo.value.failures[0]
+    write(source, file.path, CONTENT + b"extra\n")
+    with pytest.raises(ChecksumError, match="nothing copied") as excinfo:
+        storage.copy_file(file, source, dirs["arg"])
+    assert excinfo.value.mismatches
+    assert [p for p in dirs["arg"].rglob("*") if p.is_file()] == []
+    write(source, file.path, CONTENT)
+    assert storage.copy_file(file, source, dirs["arg"]) == dirs["arg"] / file.path
+    assert (dirs["arg"] / file.path).read_bytes() == CONTENT
+    assert sorted(p.name for p in (dirs["arg"] / "toy").iterdir()) == ["toy.csv"]
+    assert storage.copy_file(file, dirs["arg"], dirs["arg"]) == dirs["arg"] / file.path  # onto itself: a check
+
+
+def test_download_errors_carry_the_mirrors_tried(dirs, monkeypatch):
+    file = make_file(mirrors=[Mirror("https://example.invalid/a.csv"), Mirror("https://example.invalid/b.csv")])
+    with pytest.raises(DatasetNotFoundError) as excinfo:
+        download_file(file, dirs["arg"])
+    assert [f.split(": ")[0] for f in excinfo.value.failures] == list(file.urls)
+    monkeypatch.setattr(storage, "_fetch", lambda url: b"garbage")
+    with pytest.raises(ChecksumError) as excinfo:
+        download_file(file, dirs["arg"])
+    assert len(excinfo.value.mismatches) == 2 and excinfo.value.failures == ()
 
 
 def test_cache_dir_follows_xdg_then_home(monkeypatch, tmp_path):
