@@ -26,6 +26,7 @@ _EXPORTS = {
     "MambaForecaster": "ssmcast.forecasters",
     "Mamba2Forecaster": "ssmcast.forecasters",
     "JambaForecaster": "ssmcast.forecasters",
+    "EnsembleForecaster": "ssmcast.forecasters",
     "load_dataset": "ssmcast.datasets",
     "list_datasets": "ssmcast.datasets",
     "dataset_info": "ssmcast.datasets",

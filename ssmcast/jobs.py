@@ -137,18 +137,26 @@ def build_model(config: dict, quick: bool, check: bool = True):
     replaces are checked first, so that it never hides a bad one.
     """
     from ssmcast.config import build
+    from ssmcast.forecasters.ensemble import EnsembleForecaster
 
     est = build(config)
     validate = getattr(est, "_check_params", None)
     if check and callable(validate):
         validate()
-    if quick and "max_epochs" in est.get_params(deep=False):
-        epochs = est.get_params(deep=False)["max_epochs"]
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise JobError(f"max_epochs must be a positive integer; got {epochs!r} (quick=true would replace it)")
-        kwargs = dict(est.get_params(deep=False).get("trainer_kwargs") or {})
-        kwargs.update(QUICK_TRAINER)
-        est.set_params(max_epochs=1, trainer_kwargs=kwargs)
+    targets = [est]  # what quick trims: the model, or an ensemble's members
+    if quick and isinstance(est, EnsembleForecaster):
+        try:
+            targets = list(est._templates().values())
+        except ValueError:  # bad members: the ensemble's own checks report them (compare: in its row)
+            pass
+    for target in targets:
+        if quick and "max_epochs" in target.get_params(deep=False):
+            epochs = target.get_params(deep=False)["max_epochs"]
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise JobError(f"max_epochs must be a positive integer; got {epochs!r} (quick=true would replace it)")
+            kwargs = dict(target.get_params(deep=False).get("trainer_kwargs") or {})
+            kwargs.update(QUICK_TRAINER)
+            target.set_params(max_epochs=1, trainer_kwargs=kwargs)
     return est
 
 

@@ -1,6 +1,8 @@
-"""Neural forecasters: scikit-learn-style estimators over the SSM backbones, trained by Lightning."""
+"""Neural forecasters: scikit-learn-style estimators over the SSM backbones, trained by Lightning; and
+:class:`EnsembleForecaster`, which combines any ssmcast forecasters."""
 
 from ssmcast.forecasters.base import NeuralForecaster
+from ssmcast.forecasters.ensemble import EnsembleForecaster
 from ssmcast.forecasters.neural import (
     JambaForecaster,
     Mamba2Forecaster,
@@ -19,5 +21,6 @@ __all__ = [
     "MambaForecaster",
     "Mamba2Forecaster",
     "JambaForecaster",
+    "EnsembleForecaster",
     "load",
 ]

@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from ssmcast.backbones.config import BackboneConfig
 from ssmcast.forecasting import check_quantiles
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: evenly spaced stamps as start, step, n (1: every stamp; still read)
+_READABLE_FORMATS = (1, 2)
 _FILES = ("params.json", "meta.json", "weights.pt")
 
 
@@ -116,14 +116,26 @@ class SavedModel:
 
 
 def _stamps_to_json(ds: np.ndarray) -> dict:
-    if np.issubdtype(np.asarray(ds).dtype, np.datetime64):
-        return {"kind": "datetime", "values": pd.DatetimeIndex(ds).astype("int64").tolist(),
-                "unit": str(np.datetime_data(np.asarray(ds).dtype)[0])}
-    return {"kind": "int", "values": np.asarray(ds).astype(np.int64).tolist()}
+    """A series' time stamps for ``meta.json``: ``start, step, n`` when they are evenly spaced (hourly, daily,
+    integer steps: a few bytes a series, issue #36), every value otherwise (months, business days...)."""
+    ds = np.asarray(ds)
+    if np.issubdtype(ds.dtype, np.datetime64):
+        unit = str(np.datetime_data(ds.dtype)[0])
+        values, kind = ds.astype(np.int64), "datetime"
+    else:
+        unit, values, kind = None, ds.astype(np.int64), "int"
+    steps = np.diff(values)
+    out = {"kind": kind} if unit is None else {"kind": kind, "unit": unit}
+    if len(values) > 1 and (steps == steps[0]).all():
+        return {**out, "start": int(values[0]), "step": int(steps[0]), "n": len(values)}
+    return {**out, "values": values.tolist()}
 
 
 def _stamps_from_json(data: dict) -> np.ndarray:
-    values = np.asarray(data["values"], dtype=np.int64)
+    if "values" in data:
+        values = np.asarray(data["values"], dtype=np.int64)
+    else:
+        values = data["start"] + data["step"] * np.arange(data["n"], dtype=np.int64)
     if data["kind"] == "datetime":
         return values.astype(f"datetime64[{data['unit']}]")
     return values
@@ -160,17 +172,24 @@ def resolve_class(path: str, base: type) -> type:
 
 
 def load(path):
-    """Load a model written by ``save(path)``; tensors via ``torch.load(weights_only=True)``, no pickle."""
+    """Load a model written by ``save(path)``; tensors via ``torch.load(weights_only=True)``, no pickle.
+
+    A folder written by ``EnsembleForecaster.save`` (it holds ``ensemble.json``) loads as that ensemble."""
     import torch
 
     path = Path(path)
+    if (path / "ensemble.json").is_file():
+        from ssmcast.forecasters.ensemble import load_ensemble
+
+        return load_ensemble(path)
     for name in ("params.json", "meta.json", "weights.pt"):
         if not (path / name).exists():
             raise ValueError(f"{path} is not a saved ssmcast model: {name} is missing")
     params = json.loads((path / "params.json").read_text())
     meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != _FORMAT_VERSION:
-        raise ValueError(f"unsupported saved-model format {meta.get('format')!r} (expected {_FORMAT_VERSION})")
+    if meta.get("format") not in _READABLE_FORMATS:
+        raise ValueError(f"unsupported saved-model format {meta.get('format')!r} (this ssmcast reads "
+                         f"{', '.join(map(str, _READABLE_FORMATS))})")
     cls = resolve_class(params.pop("_target_"), SavedModel)
     backbone = params.get("backbone")
     if isinstance(backbone, dict):
