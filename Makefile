@@ -6,7 +6,8 @@ VENV ?= .venv
 #   TORCH=cpu (default)  torch's CPU-only wheel from PyTorch's own index, TORCH_INDEX (about 190 MB); no CUDA
 #                        libraries. Where that index is unreachable (CI: only PyPI) pip says so after a few retries
 #                        and the next step takes torch from PyPI or a local wheel.
-#   TORCH=cuda           PyPI's default build of the same torch: about 0.5 GB plus ~3 GB of nvidia-* CUDA libraries.
+#   TORCH=cuda           PyPI's default build of the same torch: a 0.5 GB wheel plus the nvidia-* CUDA packages,
+#                        triton and cuda-toolkit (about 5.5 GB in all).
 # `make TORCH=cuda run ARGS=trainer=gpu` on a GPU box; `make clean-venv` first to switch an existing .venv.
 TORCH ?= cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
