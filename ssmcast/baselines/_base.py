@@ -201,11 +201,19 @@ class BaselineForecaster(BaseEstimator):
             raise ValueError(f"n_jobs must be an integer or None; got {self.n_jobs!r}")
 
     def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object, object]]:
-        """``(unique_id, y, first ds, last ds)`` per series of a validated frame, in id order."""
-        out = []
-        for uid, group in data.groupby("unique_id", sort=True):
-            ds = group["ds"]
-            out.append((str(uid), group["y"].to_numpy(dtype=float, copy=True), ds.iloc[0], ds.iloc[-1]))
+        """``(unique_id, y, first ds, last ds)`` per series of a validated frame (sorted by id, then ds), in id
+        order: cut from the frame's arrays at the id boundaries, not a pandas group per series (issue #36)."""
+        uid = data["unique_id"].to_numpy()
+        if len(uid) == 0:
+            return []
+        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
+        bounds = np.r_[starts, len(uid)]
+        y = data["y"].to_numpy(dtype=float, copy=True)
+        ds = data["ds"]
+        first, last = ds.iloc[starts], ds.iloc[bounds[1:] - 1]  # Timestamps (or ints), as before
+        out = [(str(uid[a]), y[a:b].copy(), f, l) for a, b, f, l in zip(bounds[:-1], bounds[1:], first, last)]
+        if any(out[i][0] >= out[i + 1][0] for i in range(len(out) - 1)):  # not in id order: sort as groupby did
+            out.sort(key=lambda item: item[0])
         return out
 
     def _is_new_history(self, uid: str, first) -> bool:
@@ -303,9 +311,12 @@ class BaselineForecaster(BaseEstimator):
 
         ids, stamps, means = [], [], []
         columns = {q: [] for q in levels}
+        ahead = {}  # the h stamps after each distinct end: a panel mostly ends on one stamp, one date range for all
         for (uid, _, _, last, _), (mean, qs) in zip(items, outputs):
             ids.extend([uid] * h)
-            stamps.extend(future_timestamps(last, self.freq_, h))
+            if last not in ahead:
+                ahead[last] = list(future_timestamps(last, self.freq_, h))
+            stamps.extend(ahead[last])
             means.append(mean)
             for q in levels:
                 columns[q].append(qs[q])

@@ -341,14 +341,44 @@ def infer_freq(df) -> str | int:
     return _infer_freq_long(to_long(df))
 
 
+def _even_steps(ds: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per series: its constant step (in the stamps' integer unit) when it has >= 3 evenly spaced stamps, else 0.
+    Slices of one array of differences, no pandas per series (issue #36: per-series frequency inference was 90 %
+    of a 20k-series baseline fit)."""
+    steps = np.zeros(len(starts), np.int64)
+    if len(ds) < 3:
+        return steps
+    diff = np.diff(ds.astype(np.int64))  # diff[i] = ds[i + 1] - ds[i]
+    for k in np.flatnonzero(lengths >= 3):
+        seg = diff[starts[k] : starts[k] + lengths[k] - 1]  # the series' own differences
+        low = seg.min()
+        if low > 0 and low == seg.max():
+            steps[k] = low
+    return steps
+
+
 def _infer_freq_long(frame: pd.DataFrame) -> str | int:
     starts, lengths = _bounds(frame)
     ds = frame[TIME].to_numpy()
     found: dict[str | int, list[str]] = {}
     unknown = []
-    for start, length in zip(starts, lengths):
-        uid = frame[ID].iat[start]
-        offset = _series_freq(ds[start : start + length])
+    even = _even_steps(ds, starts, lengths)
+    by_grid: dict[tuple, BaseOffset | int | None] = {}  # evenly spaced series: one inference per step (and weekday)
+    day = 86_400 * 10**9 if not np.issubdtype(ds.dtype, np.integer) else None
+    unit_ns = 1 if day is None else int(np.timedelta64(1, np.datetime_data(ds.dtype)[0]) / np.timedelta64(1, "ns"))
+    ids = frame[ID].to_numpy()
+    for k, (start, length) in enumerate(zip(starts, lengths)):
+        uid = ids[start]
+        if even[k]:
+            step = int(even[k])
+            key = (step,)
+            if day is not None and (step * unit_ns) % day == 0:  # whole days: weekly grids are named by weekday
+                key = (step, pd.Timestamp(ds[start]).day_of_week)
+            if key not in by_grid:
+                by_grid[key] = _series_freq(ds[start : start + length])
+            offset = by_grid[key]
+        else:
+            offset = _series_freq(ds[start : start + length])
         if offset is None:
             unknown.append(uid)
         else:
