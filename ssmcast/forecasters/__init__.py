@@ -4,9 +4,13 @@
 from ssmcast.forecasters.base import NeuralForecaster
 from ssmcast.forecasters.ensemble import EnsembleForecaster
 from ssmcast.forecasters.neural import (
+    DLinearForecaster,
+    GRUForecaster,
     JambaForecaster,
+    LSTMForecaster,
     Mamba2Forecaster,
     MambaForecaster,
+    PatchTSTForecaster,
     S4DForecaster,
     S4Forecaster,
     S5Forecaster,
@@ -21,6 +25,10 @@ __all__ = [
     "MambaForecaster",
     "Mamba2Forecaster",
     "JambaForecaster",
+    "LSTMForecaster",
+    "GRUForecaster",
+    "DLinearForecaster",
+    "PatchTSTForecaster",
     "EnsembleForecaster",
     "load",
 ]

@@ -17,6 +17,8 @@ series (they must share their time stamps).
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
 import tempfile
 import time
@@ -74,7 +76,9 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         ``predict(df=full_history)`` gives); with ``revin=False`` it advances each series' recurrent state
         over its whole history instead (what ``predict(df=full_history, context="full")`` gives).
         ``context="full"`` needs ``revin=False``: a window statistic is undefined over the whole history
-        (the per-series ``scaler`` fitted at fit time then does the normalising).
+        (the per-series ``scaler`` fitted at fit time then does the normalising). Window models (DLinear,
+        PatchTST: backbone configs with ``recurrent = False``) keep no state: ``update`` always forecasts from
+        the last ``input_size`` observations, and ``context="full"`` raises.
     linear_skip : add a linear map from the last ``input_size`` (normalised) target values straight to the
         forecast, shared over channels, as DLinear's (default). It carries the level and the recent shape
         of the series while the backbone learns the rest; on the long-horizon benchmarks it lowers the
@@ -91,6 +95,14 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
     """
 
     backbone_config: type[BackboneConfig] = BackboneConfig
+    #: constructor defaults a subclass changes (e.g. ``{"revin": False}``); its ``__init__`` signature carries
+    #: them, so ``get_params``, ``clone``, configs and saved models see them
+    param_defaults: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("param_defaults"):
+            cls.__init__ = _with_defaults(cls.__init__, cls.param_defaults)
 
     def __init__(
         self,
@@ -295,8 +307,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             L.seed_everything(int(self.seed), workers=True, verbose=False)
         config = self._backbone()
         self.backbone_ = config
-        net = ForecastNet(
-            config.build(), config.d_model, self.n_inputs_, self.n_targets_, self.horizon,
+        net = ForecastNet.for_config(
+            config, self.input_size, self.n_inputs_, self.n_targets_, self.horizon,
             self.loss_fn_.n_params, n_future=n_future, n_static=n_static, revin=self.revin,
             skip_window=self.input_size if self.linear_skip else None, n_location=self.loss_fn_.n_location,
         )
@@ -464,11 +476,15 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             raise ValueError(f"h must be a positive integer; got {h!r}")
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}; got {context!r}")
+        if context == "full" and not getattr(self.backbone_, "recurrent", True):
+            raise ValueError(f"context='full' needs a recurrent backbone; {type(self.backbone_).__name__} is a window "
+                             f"model (it maps the last input_size={self.input_size} observations to the forecast and "
+                             "keeps no state over the history): use context='window'")
         if context == "full" and self.revin:
             raise ValueError("context='full' is not defined with revin=True (RevIN normalises each window); "
                              "fit with revin=False to forecast from the recurrent state over the full history")
         levels = check_quantiles(self.quantiles if quantiles is None else quantiles)
-        self.loss_fn_.quantiles(self.net_.head.weight.new_zeros(1, 1, 1, self.loss_fn_.n_params), levels)
+        self.loss_fn_.quantiles(next(self.net_.parameters()).new_zeros(1, 1, 1, self.loss_fn_.n_params), levels)
         past, _, _ = self._columns()
         if h > self.horizon and past:
             raise ValueError(f"h={h} > horizon={self.horizon} needs a recursive roll-out, impossible with "
@@ -553,6 +569,25 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
         order = frame[ID].map(index)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _with_defaults(init, defaults: dict):
+    """``init`` with the defaults of some parameters changed, in its signature too (what scikit-learn reads)."""
+    signature = inspect.signature(init)
+    unknown = sorted(set(defaults) - set(signature.parameters))
+    if unknown:
+        raise TypeError(f"param_defaults names no constructor parameter: {unknown}")
+    signature = signature.replace(parameters=[p.replace(default=defaults.get(p.name, p.default))
+                                              for p in signature.parameters.values()])
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        init(*bound.args, **bound.kwargs)
+
+    __init__.__signature__ = signature
+    return __init__
 
 
 def _denorm(values, stats):

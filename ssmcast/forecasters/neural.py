@@ -6,9 +6,12 @@ three-line class here and one ``conf/model/*.yaml``; the tests find all three au
 
 from __future__ import annotations
 
+from ssmcast.backbones.dlinear import DLinearConfig
 from ssmcast.backbones.jamba import JambaConfig
 from ssmcast.backbones.mamba import MambaConfig
 from ssmcast.backbones.mamba2 import Mamba2Config
+from ssmcast.backbones.patchtst import PatchTSTConfig
+from ssmcast.backbones.rnn import GRUConfig, LSTMConfig
 from ssmcast.backbones.s4 import S4Config, S4DConfig
 from ssmcast.backbones.s5 import S5Config
 from ssmcast.forecasters.base import NeuralForecaster
@@ -50,3 +53,35 @@ class JambaForecaster(NeuralForecaster):
     ``backbone``: :class:`~ssmcast.backbones.jamba.JambaConfig`."""
 
     backbone_config = JambaConfig
+
+
+class LSTMForecaster(NeuralForecaster):
+    """LSTM (gated RNN, cuDNN). ``backbone``: :class:`~ssmcast.backbones.rnn.LSTMConfig`."""
+
+    backbone_config = LSTMConfig
+
+
+class GRUForecaster(NeuralForecaster):
+    """GRU (gated RNN, cuDNN). ``backbone``: :class:`~ssmcast.backbones.rnn.GRUConfig`."""
+
+    backbone_config = GRUConfig
+
+
+class DLinearForecaster(NeuralForecaster):
+    """DLinear (moving-average decomposition + two linear maps over time; a window model, no recurrent state).
+
+    ``backbone``: :class:`~ssmcast.backbones.dlinear.DLinearConfig`. As the paper: no RevIN and no extra skip
+    by default (``revin=False, linear_skip=False``; the per-series ``scaler`` standardises as the reference's)."""
+
+    backbone_config = DLinearConfig
+    param_defaults = {"revin": False, "linear_skip": False}
+
+
+class PatchTSTForecaster(NeuralForecaster):
+    """PatchTST (patches, channel-independent Transformer encoder, flatten head; a window model).
+
+    ``backbone``: :class:`~ssmcast.backbones.patchtst.PatchTSTConfig`. RevIN on as the paper, no extra linear
+    skip by default (``linear_skip=False``)."""
+
+    backbone_config = PatchTSTConfig
+    param_defaults = {"linear_skip": False}

@@ -104,10 +104,10 @@ class SavedModel:
         est.backbone_ = est._backbone()
         _, _, static = est._columns()
         n_future = est.n_inputs_ - est._future_slice.start
-        net = ForecastNet(est.backbone_.build(), est.backbone_.d_model, est.n_inputs_, est.n_targets_,
-                          est.horizon, est.loss_fn_.n_params, n_future=n_future, n_static=len(static),
-                          revin=est.revin, skip_window=est.input_size if est.linear_skip else None,
-                          n_location=est.loss_fn_.n_location)
+        net = ForecastNet.for_config(est.backbone_, est.input_size, est.n_inputs_, est.n_targets_,
+                                     est.horizon, est.loss_fn_.n_params, n_future=n_future, n_static=len(static),
+                                     revin=est.revin, skip_window=est.input_size if est.linear_skip else None,
+                                     n_location=est.loss_fn_.n_location)
         net.load_state_dict(tensors["state_dict"])
         est.net_ = net.eval()
         est.stream_ = {}

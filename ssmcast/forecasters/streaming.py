@@ -108,7 +108,9 @@ class Streaming:
           rows, O(1) per observation (the first call also runs it once over the training history); returns
           ``predict(h, context="full")`` from the new state, which equals ``predict(df=full_history,
           context="full")`` without reprocessing the history. (RevIN normalises each window, so a state over
-          the whole history is not defined with it.)
+          the whole history is not defined with it.) Window models (DLinear, PatchTST: ``recurrent = False`` on
+          the backbone config) have no such state: they forecast as with RevIN, from the last ``input_size``
+          observations, whatever ``revin`` is.
 
         The update is atomic: if anything fails (the new rows, a bad ``h``/``quantiles``/``future_df``, a
         non-finite forecast or state) it raises and the model is left exactly as it was (``history_`` and
@@ -142,7 +144,8 @@ class Streaming:
         before = dict(self.stream_), dict(self.history_)  # the appended rows go past the old views: no copy needed
         try:
             keys = list(new_units)
-            if not self.revin:
+            stateful = not self.revin and getattr(self.backbone_, "recurrent", True)  # window models: never
+            if stateful:
                 self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
                 advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
                 bad = [k for k, entry in zip(keys, advanced)
@@ -159,7 +162,7 @@ class Streaming:
                     self.stream_[k] = entry
             for k in keys:
                 self.history_[k] = _append_rows(self.history_[k], new_units[k]["X"], new_units[k]["ds"])
-            context = "window" if self.revin else "full"
+            context = "full" if stateful else "window"
             return self.predict(h=h, quantiles=quantiles, context=context, future_df=future_df)
         except BaseException:  # a bad h, quantiles or future_df, a non-finite forecast: nothing is absorbed
             self.stream_, self.history_ = before

@@ -6,7 +6,9 @@ concatenated), plus, with ``linear_skip``, a linear map from the last ``input_si
 straight to the forecast locations (shared over channels, as DLinear's). Because the forecast only needs
 the backbone's output at the last step (and the last window of targets), the recurrent ``step`` of the
 backbone produces exactly the same forecast as the parallel ``forward`` over a window, and it can keep
-going over an unbounded history (streaming).
+going over an unbounded history (streaming). Window models (DLinear, PatchTST: ``recurrent = False`` on the
+backbone config) map the whole window to the forecast instead, in :class:`WindowForecastNet`
+(:meth:`ForecastNet.for_config` picks the network for a config).
 """
 
 from __future__ import annotations
@@ -96,6 +98,59 @@ class ForecastNet(nn.Module):
         as :meth:`step` unrolled from :meth:`initial_state` gives."""
         z, state = prefill(self.backbone, self.embed(x))  # (B, L, d_model)
         return z[:, -1], state
+
+    @classmethod
+    def for_config(cls, config, input_size: int, n_inputs: int, n_targets: int, horizon: int, n_params: int,
+                   **kwargs) -> nn.Module:
+        """The network a forecaster trains on backbone ``config`` (``kwargs``: this class's keywords): this class
+        around ``config.build()``, or :class:`WindowForecastNet` around a window model (a config with
+        ``recurrent = False``, e.g. DLinear, PatchTST), which is built for ``input_size`` steps and ``horizon``."""
+        if getattr(config, "recurrent", True):
+            return cls(config.build(), config.d_model, n_inputs, n_targets, horizon, n_params, **kwargs)
+        return WindowForecastNet(config.build(input_size, horizon, n_params), n_inputs, n_targets, horizon, n_params,
+                                 **kwargs)
+
+
+class WindowForecastNet(nn.Module):
+    """The network around a *window model* (DLinear, PatchTST: a backbone config with ``recurrent = False``).
+
+    The backbone maps the window of target values ``(B, L, C)`` straight to the forecast ``(B, h, C, n_params)``
+    (its last layer has ``h * n_params`` outputs per channel); RevIN (``revin``) and the linear skip
+    (``skip_window``) work as in :class:`ForecastNet`. It takes target values only (no covariates or static
+    features) and keeps no recurrent state: ``step``/``prefill``/``initial_state`` raise, so forecasts always
+    come from the last ``input_size`` observations."""
+
+    recurrent = False
+    normalize = ForecastNet.normalize
+
+    def __init__(self, backbone: nn.Module, n_inputs: int, n_targets: int, horizon: int, n_params: int,
+                 n_future: int = 0, n_static: int = 0, revin: bool = False, skip_window: int | None = None,
+                 n_location: int = 1):
+        super().__init__()
+        if n_inputs != n_targets or n_future or n_static:
+            raise ValueError(
+                f"{type(backbone).__name__} maps the window of target values to the forecast and takes no covariates: "
+                "fit it without past_covariates, future_covariates, static_features and calendar_features"
+            )
+        self.n_targets, self.horizon, self.n_params = n_targets, horizon, n_params
+        self.revin, self.skip_window, self.n_location = revin, skip_window, n_location
+        self.backbone = backbone
+        self.skip = nn.Linear(skip_window, horizon) if skip_window else None
+
+    def forward(self, x, future=None, static=None) -> torch.Tensor:
+        """x ``(B, L, n_targets)`` (already instance-normalised if RevIN) -> ``(B, h, C, n_params)``."""
+        out = self.backbone(x[..., : self.n_targets])  # (B, h, C, n_params)
+        if self.skip is None:
+            return out
+        shift = self.skip(x[:, -self.skip_window :, : self.n_targets].transpose(1, 2)).transpose(1, 2)  # (B, h, C)
+        k = self.n_location
+        return torch.cat([out[..., :k] + shift.unsqueeze(-1), out[..., k:]], -1)
+
+    def _no_state(self, *args, **kwargs):
+        raise ValueError(f"{type(self.backbone).__name__} is a window model: it maps the last input_size observations "
+                         "to the forecast and keeps no recurrent state to step or prefill")
+
+    initial_state = step = prefill = decode = _no_state
 
 
 def denormalize(values: torch.Tensor, stats) -> torch.Tensor:
