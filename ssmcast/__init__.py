@@ -22,6 +22,7 @@ _EXPORTS = {
     "NeuralForecaster": "ssmcast.forecasters",
     "S4Forecaster": "ssmcast.forecasters",
     "S4DForecaster": "ssmcast.forecasters",
+    "LiquidS4Forecaster": "ssmcast.forecasters",
     "S5Forecaster": "ssmcast.forecasters",
     "MambaForecaster": "ssmcast.forecasters",
     "Mamba2Forecaster": "ssmcast.forecasters",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ssmcast.backbones.dlinear import DLinearConfig
 from ssmcast.backbones.jamba import JambaConfig
+from ssmcast.backbones.liquid_s4 import LiquidS4Config
 from ssmcast.backbones.mamba import MambaConfig
 from ssmcast.backbones.mamba2 import Mamba2Config
 from ssmcast.backbones.patchtst import PatchTSTConfig
@@ -85,3 +86,11 @@ class PatchTSTForecaster(NeuralForecaster):
 
     backbone_config = PatchTSTConfig
     param_defaults = {"linear_skip": False}
+
+
+class LiquidS4Forecaster(NeuralForecaster):
+    """Liquid-S4 (S4D plus the PB liquid kernel of input correlations up to ``liquid_degree``).
+
+    ``backbone``: :class:`~ssmcast.backbones.liquid_s4.LiquidS4Config`."""
+
+    backbone_config = LiquidS4Config
