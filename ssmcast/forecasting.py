@@ -53,9 +53,9 @@ def forecast_frame(
     unique_id: Iterable, ds: Iterable, y_pred: Iterable, quantiles: Mapping[float, Iterable] | None = None
 ) -> pd.DataFrame:
     """The long forecast frame ``unique_id, ds, y_pred[, y_pred_q{q}...]`` (quantile columns ascending)."""
-    frame = pd.DataFrame(
-        {"unique_id": pd.Series(list(unique_id), dtype=str), "ds": list(ds), "y_pred": np.asarray(y_pred, float)}
-    )
+    ids = unique_id if isinstance(unique_id, np.ndarray) else list(unique_id)
+    stamps = pd.Series(ds.array if isinstance(ds, pd.Index) else ds if isinstance(ds, np.ndarray) else list(ds))
+    frame = pd.DataFrame({"unique_id": pd.Series(ids, dtype=str), "ds": stamps, "y_pred": np.asarray(y_pred, float)})
     for q in sorted(quantiles or {}):
         frame[quantile_column(q)] = np.asarray(quantiles[q], dtype=float)
     return frame

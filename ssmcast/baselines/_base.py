@@ -52,6 +52,31 @@ class SeriesFit:
     stats: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Panel:
+    """Series as arrays: ``ids`` (k,) in id order; series ``j``'s values ``y[starts[j] : starts[j] + lengths[j]]``;
+    ``first`` / ``last`` its first and last stamps (Index of k)."""
+
+    ids: np.ndarray
+    y: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    first: pd.Index
+    last: pd.Index
+
+    def series(self) -> list[tuple[str, np.ndarray, object, object]]:
+        """``(unique_id, y (copied), first ds, last ds)`` per series."""
+        return [(uid, self.y[a : a + n].copy(), f, l)
+                for uid, a, n, f, l in zip(self.ids, self.starts, self.lengths, self.first, self.last)]  # fmt: skip
+
+    @classmethod
+    def from_histories(cls, ids: list[str], histories: list[np.ndarray], last: list) -> _Panel:
+        lengths = np.array([len(y) for y in histories], dtype=np.int64)
+        starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64) if len(ids) else lengths
+        y = np.concatenate(histories) if histories else np.zeros(0)
+        return cls(np.asarray(ids, dtype=object), y, starts, lengths, pd.Index([]), pd.Index(last))
+
+
 def _check_int(value, name: str, *, minimum: int, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -139,6 +164,7 @@ class BaselineForecaster(BaseEstimator):
     """
 
     has_parameters = True  # False: the model is recomputed from any history, so unknown ids are fine
+    _vectorised = False  # True: _fit_panel / _forecast_panel take the whole panel at once (the naive family)
     _caches: tuple[str, ...] = ()  # names of dict attributes that forecasting workers share (see _worker)
     min_length = 1
 
@@ -200,21 +226,28 @@ class BaselineForecaster(BaseEstimator):
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, Integral)):
             raise ValueError(f"n_jobs must be an integer or None; got {self.n_jobs!r}")
 
-    def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object, object]]:
-        """``(unique_id, y, first ds, last ds)`` per series of a validated frame (sorted by id, then ds), in id
-        order: cut from the frame's arrays at the id boundaries, not a pandas group per series (issue #36)."""
-        uid = data["unique_id"].to_numpy()
+    @staticmethod
+    def _panel(data: pd.DataFrame) -> _Panel:
+        """The series of a validated frame (sorted by id, then ds) as arrays, cut at the id boundaries (no pandas
+        group per series, issue #36)."""
+        uid = data["unique_id"]
         if len(uid) == 0:
-            return []
-        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
-        bounds = np.r_[starts, len(uid)]
-        y = data["y"].to_numpy(dtype=float, copy=True)
-        ds = data["ds"]
-        first, last = ds.iloc[starts], ds.iloc[bounds[1:] - 1]  # Timestamps (or ints), as before
-        out = [(str(uid[a]), y[a:b].copy(), f, l) for a, b, f, l in zip(bounds[:-1], bounds[1:], first, last)]
-        if any(out[i][0] >= out[i + 1][0] for i in range(len(out) - 1)):  # not in id order: sort as groupby did
-            out.sort(key=lambda item: item[0])
-        return out
+            empty = np.zeros(0, np.int64)
+            return _Panel(np.zeros(0, object), np.zeros(0), empty, empty, pd.Index([]), pd.Index([]))
+        codes = uid.factorize(sort=False)[0]  # one integer a series (an Arrow string column compares slowly)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]).astype(np.int64)
+        lengths = np.diff(np.r_[starts, len(codes)]).astype(np.int64)
+        ids = np.asarray(uid.iloc[starts].astype(str).to_numpy(), dtype=object)
+        ds = pd.Index(data["ds"])
+        first, last = ds[starts], ds[starts + lengths - 1]
+        if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # not in id order: sort as groupby did
+            order = np.argsort(ids, kind="stable")
+            ids, starts, lengths, first, last = ids[order], starts[order], lengths[order], first[order], last[order]
+        return _Panel(ids, data["y"].to_numpy(dtype=float, copy=True), starts, lengths, first, last)
+
+    def _series(self, data: pd.DataFrame) -> list[tuple[str, np.ndarray, object, object]]:
+        """``(unique_id, y, first ds, last ds)`` per series of a validated frame, in id order."""
+        return self._panel(data).series()
 
     def _is_new_history(self, uid: str, first) -> bool:
         """Whether a history of series ``uid`` starting at ``first`` starts elsewhere than the fitted series."""
@@ -233,7 +266,7 @@ class BaselineForecaster(BaseEstimator):
         return tqdm(runner(tasks), total=total, desc=desc, disable=not self.verbose, leave=False)
 
     def fit(self, df, y=None):
-        """Fit one model per series of ``df`` (long/wide/Series; see :func:`ssmcast.data.frames.to_long`).
+        """Fit one model per series of ``df`` (long/wide/Series, or polars/pyarrow; see :func:`ssmcast.data.to_long`).
 
         Series whose model fails fall back to a simpler model with a :class:`FallbackWarning`
         (see ``fallbacks_``). ``y`` is ignored (sklearn compatibility). Returns ``self``.
@@ -241,23 +274,30 @@ class BaselineForecaster(BaseEstimator):
         self._check_common()
         self._check_params()
         data = validate(df, min_length=self.min_length)
-        freq = infer_freq(data)
+        freq = data.attrs.get("freq") or infer_freq(data)  # validate inferred it (None: one row a series)
         m = self.season_length if self.season_length is not None else season_length_from_freq(freq)
         self._check_season_length(m)
-        series = self._series(data)
-        worker = clone(self)
-        batches = _batches([(uid, y_) for uid, y_, _, _ in series], self.n_jobs)
-        tasks = (delayed(_fit_batch)(worker, batch, m) for batch in batches)
-        fitted = {uid: (fit, messages) for done in self._parallel(tasks, len(batches), "fit")
-                  for uid, fit, messages in done}  # fmt: skip
+        panel = self._panel(data)
+        if self._vectorised:  # the naive family: no task per series (issue #36)
+            fits, messages = self._fit_panel(panel, m), {}
+        else:
+            worker = clone(self)
+            batches = _batches(list(zip(panel.ids, (y_ for _, y_, _, _ in panel.series()))), self.n_jobs)
+            tasks = (delayed(_fit_batch)(worker, batch, m) for batch in batches)
+            done = {uid: (fit, notes) for out in self._parallel(tasks, len(batches), "fit") for uid, fit, notes in out}
+            fits = [done[uid][0] for uid in panel.ids]
+            messages = {uid: done[uid][1] for uid in panel.ids if done[uid][1]}
 
+        ids = panel.ids.tolist()
         self.freq_ = freq
         self.season_length_ = int(m)
-        self.models_ = {uid: fitted[uid][0] for uid, _, _, _ in series}
-        self.history_ = {uid: (y_, last) for uid, y_, _, last in series}
-        self.starts_ = {uid: first for uid, _, first, _ in series}
+        self.models_ = dict(zip(ids, fits))
+        ends = panel.starts + panel.lengths
+        self.history_ = {uid: (panel.y[a:b].copy(), last)
+                         for uid, a, b, last in zip(ids, panel.starts, ends, panel.last)}  # fmt: skip
+        self.starts_ = dict(zip(ids, panel.first))
         self.fallbacks_ = {uid: fit.fallback for uid, fit in self.models_.items() if fit.fallback}
-        self.fit_warnings_ = {uid: fitted[uid][1] for uid, _, _, _ in series if fitted[uid][1]}
+        self.fit_warnings_ = messages
         self._window_maps = {}  # predict_windows' affine maps, per (series, window length, h)
         for uid, reason in self.fallbacks_.items():
             warnings.warn(
@@ -290,11 +330,16 @@ class BaselineForecaster(BaseEstimator):
         h = self._resolve_h(h)
         levels = check_quantiles(quantiles)
         if df is None:
-            items = [(uid, self.models_[uid], y_, last, False) for uid, (y_, last) in self.history_.items()]
+            ids = list(self.history_)
+            panel = _Panel.from_histories(ids, [self.history_[uid][0] for uid in ids],
+                                          [self.history_[uid][1] for uid in ids])  # fmt: skip
+            fits = [self.models_[uid] for uid in ids]
+            new = [False] * len(ids)
         else:
             data = validate(df, min_length=1, freq=self.freq_)
-            series = self._series(data)
-            unknown = [uid for uid, _, _, _ in series if uid not in self.models_]
+            panel = self._panel(data)
+            known = self.models_
+            unknown = [uid for uid in panel.ids if uid not in known]
             if unknown and self.has_parameters:
                 shown = ", ".join(map(repr, unknown[:5]))
                 shown += f" ... ({len(unknown)} in all)" if len(unknown) > 5 else ""
@@ -302,27 +347,37 @@ class BaselineForecaster(BaseEstimator):
                     f"df holds series not seen in fit: {shown}; {type(self).__name__} has per-series "
                     "parameters, so fit on those series first"
                 )
-            items = [(uid, self.models_.get(uid) or self._parameter_free_fit(), y_, last,
-                      self._is_new_history(uid, first)) for uid, y_, first, last in series]
-        worker = self._worker()
-        batches = _batches([(fit, y_, new) for _, fit, y_, _, new in items], self.n_jobs)
-        tasks = (delayed(_forecast_batch)(worker, batch, h, levels) for batch in batches)
-        outputs = [out for done in self._parallel(tasks, len(batches), "predict") for out in done]
-
-        ids, stamps, means = [], [], []
-        columns = {q: [] for q in levels}
-        ahead = {}  # the h stamps after each distinct end: a panel mostly ends on one stamp, one date range for all
-        for (uid, _, _, last, _), (mean, qs) in zip(items, outputs):
-            ids.extend([uid] * h)
-            if last not in ahead:
-                ahead[last] = list(future_timestamps(last, self.freq_, h))
-            stamps.extend(ahead[last])
-            means.append(mean)
-            for q in levels:
-                columns[q].append(qs[q])
-        if not items:
+            free = self._parameter_free_fit() if unknown else None
+            fits = [known.get(uid) or free for uid in panel.ids]
+            new = None if self._vectorised else [self._is_new_history(uid, f) for uid, f in zip(panel.ids, panel.first)]
+        if len(panel.ids) == 0:
             return forecast_frame([], [], [], {q: [] for q in levels})
-        return forecast_frame(ids, stamps, np.concatenate(means), {q: np.concatenate(v) for q, v in columns.items()})
+        if self._vectorised:
+            mean, columns = self._forecast_panel(fits, panel, h, levels)  # (k, h), {q: (k, h)}
+        else:
+            worker = self._worker()
+            histories = (panel.y[a : a + n] for a, n in zip(panel.starts, panel.lengths))
+            batches = _batches(list(zip(fits, histories, new)), self.n_jobs)
+            tasks = (delayed(_forecast_batch)(worker, batch, h, levels) for batch in batches)
+            outputs = [out for done in self._parallel(tasks, len(batches), "predict") for out in done]
+            mean = np.stack([mu for mu, _ in outputs])
+            columns = {q: np.stack([qs[q] for _, qs in outputs]) for q in levels}
+        return forecast_frame(np.repeat(panel.ids, h), self._future_stamps(panel.last, h), mean.ravel(),
+                              {q: v.ravel() for q, v in columns.items()})
+
+    def _future_stamps(self, last: pd.Index, h: int) -> pd.Index:
+        """The ``h`` stamps after each series' last stamp, series after series: the stamps after each distinct
+        end built once (a panel mostly ends on one stamp) and gathered."""
+        codes, ends = pd.factorize(last)
+        ahead = [pd.Index(future_timestamps(end, self.freq_, h)) for end in ends]
+        stamps = ahead[0].append(ahead[1:]) if len(ahead) > 1 else ahead[0]
+        return stamps.take((codes[:, None] * h + np.arange(h)).ravel())
+
+    def _fit_panel(self, panel: _Panel, m: int) -> list[SeriesFit]:
+        raise NotImplementedError
+
+    def _forecast_panel(self, fits: list[SeriesFit], panel: _Panel, h: int, levels: list[float]):
+        raise NotImplementedError
 
     def update(self, df_new, h: int | None = None, quantiles=None) -> pd.DataFrame:
         """Append new observations to the fitted series and forecast from their new end.

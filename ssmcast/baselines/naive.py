@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaselineForecaster, SeriesFit
+from ._base import BaselineForecaster, SeriesFit, _Panel
+from .simple import PanelError, panel_naive, panel_naive2, panel_seasonal_naive
 
 __all__ = ["NaiveForecaster", "SeasonalNaiveForecaster", "Naive2Forecaster"]
 
@@ -26,6 +27,51 @@ class _ParameterFree(BaselineForecaster):
 
     def _parameter_free_fit(self) -> SeriesFit:
         return SeriesFit(name=self.method, method=self.method, season_length=self.season_length_)
+
+    # the whole panel at once (issue #36): the per-series methods above stay the reference (tests compare)
+    _vectorised = True
+
+    def _too_short(self, n: int, m: int) -> str | None:
+        """Why a series of ``n`` values cannot have this method (None: it can)."""
+        return None
+
+    def _fit_panel(self, panel: _Panel, m: int) -> list[SeriesFit]:
+        shared = SeriesFit(name=self.method, method=self.method, season_length=m)  # one object for all
+        fits = [shared] * len(panel.ids)
+        for j, n in enumerate(panel.lengths):
+            reason = self._too_short(int(n), m)
+            if reason is not None:
+                y = panel.y[panel.starts[j] : panel.starts[j] + n]
+                fits[j] = self._fallback(y, m, f"ValueError: {reason}")
+        return fits
+
+    def _forecast_panel(self, fits: list[SeriesFit], panel: _Panel, h: int, levels: list[float]):
+        methods = np.array([fit.method for fit in fits], dtype=object)
+        mean = np.empty((len(fits), h))
+        columns = {q: np.empty((len(fits), h)) for q in levels}
+        m = self.season_length_
+        for method in dict.fromkeys(methods):
+            rows = np.flatnonzero(methods == method)
+            starts, lengths = panel.starts[rows], panel.lengths[rows]
+            try:
+                if method in ("naive", "constant"):
+                    out = panel_naive(panel.y, starts, lengths, h, levels)
+                elif method == "seasonal_naive":
+                    short = np.flatnonzero(lengths < 2 * m)
+                    if len(short):
+                        raise PanelError(short[0], f"a history of {lengths[short[0]]} values is too short for "
+                                                   f"the seasonal naive forecast (needs 2 * season_length = {2 * m})")
+                    out = panel_seasonal_naive(panel.y, starts, lengths, m, h, levels)
+                elif method == "naive2":
+                    out = panel_naive2(panel.y, starts, lengths, m, h, levels)
+                else:
+                    raise ValueError(f"unknown method {method!r}")
+            except PanelError as err:
+                raise ValueError(f"series {panel.ids[rows[err.position]]!r}: {err}") from None
+            mean[rows] = out[0]
+            for q in levels:
+                columns[q][rows] = out[1][q]
+        return mean, columns
 
     def _windows(self, context) -> tuple[np.ndarray, int]:
         """Checked ``context`` ``(n_windows, L, n_channels)`` and the horizon."""
@@ -61,9 +107,15 @@ class SeasonalNaiveForecaster(_ParameterFree):
 
     method = "seasonal_naive"
 
+    def _too_short(self, n: int, m: int) -> str | None:
+        if n < 2 * m:
+            return f"series has {n} values; the seasonal naive needs 2 * season_length = {2 * m}"
+        return None
+
     def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:
-        if len(y) < 2 * m:
-            raise ValueError(f"series has {len(y)} values; the seasonal naive needs 2 * season_length = {2 * m}")
+        reason = self._too_short(len(y), m)
+        if reason is not None:
+            raise ValueError(reason)
         return super()._fit_series(y, m)
 
     def _fallback_method(self, y: np.ndarray, m: int) -> str:

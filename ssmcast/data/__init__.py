@@ -1,5 +1,7 @@
 """Data handling: the long-frame contract, time grids, temporal splits, scaling and windowed datasets.
 
+Frames may be pandas, polars or pyarrow (:func:`to_pandas` converts the latter two); results are pandas.
+
 ``frames``, ``splits`` and ``scaling`` need only numpy/pandas; the torch ``WindowDataset``/``SeriesPanel``
 and the Lightning ``WindowDataModule`` are imported lazily on first access.
 """
@@ -11,6 +13,7 @@ from ssmcast.data.frames import (
     future_timestamps,
     infer_freq,
     to_long,
+    to_pandas,
     to_wide,
     validate,
 )
@@ -39,6 +42,7 @@ __all__ = [
     "infer_freq",
     "select_rows",
     "to_long",
+    "to_pandas",
     "to_wide",
     "validate",
     *_LAZY,

@@ -1,5 +1,7 @@
 """The DataFrame contract: every ssmcast model consumes long ``unique_id, ds, y[, covariates...]`` frames.
 
+* :func:`to_pandas` lets polars DataFrames and pyarrow Tables in (columnar conversion to pandas); every
+  function here, and every estimator and evaluation entry point, passes its frames through it;
 * :func:`to_long` turns a long frame, a wide frame (one column per series) or a ``pd.Series`` into the
   canonical long frame, sorted by ``(unique_id, ds)`` with a fresh ``RangeIndex``;
 * :func:`to_wide` is its inverse (index ``ds``, one column per ``unique_id``);
@@ -15,6 +17,7 @@ modifies its input.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 
@@ -28,6 +31,7 @@ __all__ = [
     "TIME",
     "TARGET",
     "FILL_POLICIES",
+    "to_pandas",
     "to_long",
     "to_wide",
     "validate",
@@ -61,6 +65,61 @@ def _fmt_ds(ds) -> str:
     return str(ds)
 
 
+# ----------------------------------------------------------------------------------------- input types
+
+_ACCEPTED = "a pandas DataFrame (or Series), a polars DataFrame or a pyarrow Table"
+
+
+def to_pandas(data, what: str | None = None):
+    """``data`` as a pandas object: the one door through which polars and Arrow frames enter ssmcast.
+
+    * pandas ``DataFrame`` or ``Series``: returned as it is (nothing in ssmcast modifies it);
+    * pyarrow ``Table`` (or ``RecordBatch``): converted column by column with ``to_pandas`` (no Python
+      object per value): time stamps keep their unit and time zone (a tz-aware ``timestamp`` becomes a
+      tz-aware pandas column), ``date32``/``date64`` become ``datetime64``, integers stay integers,
+      ``float32``/``float64`` keep their width, strings (``string``, ``large_string``, ``string_view``)
+      become pandas ``str`` and dictionary columns ``category``; nulls become NaN/NaT (an integer column
+      with nulls becomes float64 with NaN), so :func:`validate` reports them as it reports pandas' NaN;
+    * polars ``DataFrame``: ``to_arrow()``, then as a pyarrow Table (``String``/``Utf8`` ids arrive as
+      ``str``, ``Categorical``/``Enum`` as ``category``, ``Datetime(time_zone=...)`` tz-aware, ``Date`` as
+      ``datetime64``). polars is never imported for this: its frames are recognised by their type's module,
+      so ssmcast works without polars installed;
+    * polars ``LazyFrame``: a ``TypeError`` asking for ``.collect()``. Running a lazy query (which may scan
+      files, and would run again for every call it is passed to) is left to the caller;
+    * anything else (a dict, a numpy array, a file path...): a ``TypeError`` naming the accepted types.
+
+    The caller's object is left untouched (its data is copied into new pandas columns); the wide or long
+    layout is kept as it is (:func:`to_long` handles both). ``what`` names the argument in error messages.
+    """
+    prefix = f"{what}: " if what else ""
+    if isinstance(data, (pd.DataFrame, pd.Series)):
+        return data
+    module, name = type(data).__module__, type(data).__name__
+    if module.split(".")[0] == "polars":
+        if name == "LazyFrame":
+            raise TypeError(
+                f"{prefix}got a polars LazyFrame; call .collect() on it first (ssmcast takes eager frames and "
+                "does not run lazy queries itself)"
+            )
+        if name == "DataFrame":
+            return _arrow_to_pandas(data.to_arrow())
+    elif module.split(".")[0] == "pyarrow":
+        import pyarrow as pa  # a dependency of ssmcast, but imported only when an Arrow object arrives
+
+        if isinstance(data, (pa.Table, pa.RecordBatch)):
+            return _arrow_to_pandas(data)
+    shown = name if module == "builtins" else f"{module.split('.')[0]}.{name}"  # dict, numpy.ndarray, polars.Series
+    hint = ""
+    if isinstance(data, (str, bytes, os.PathLike)):
+        hint = " (to use a file, read it first, e.g. with pd.read_parquet or pd.read_csv)"
+    raise TypeError(f"{prefix}expected {_ACCEPTED}; got {shown}{hint}")
+
+
+def _arrow_to_pandas(table) -> pd.DataFrame:
+    """pyarrow's columnar conversion; dates as ``datetime64`` (``[ms]``) rather than ``datetime.date`` objects."""
+    return table.to_pandas(date_as_object=False)
+
+
 # ----------------------------------------------------------------------------------------- conversion
 
 
@@ -78,8 +137,8 @@ def _as_time(values: pd.Series | pd.Index, what: str) -> pd.Series:
         return values.astype("int64") if values.notna().all() else values
     if pd.api.types.is_float_dtype(dtype):
         finite = values.dropna()
-        if (finite == np.round(finite)).all() and values.notna().all():
-            return values.astype("int64")
+        if (finite == np.round(finite)).all():  # integers; with NaN (e.g. Arrow ints with nulls) nullable Int64,
+            return values.astype("int64" if values.notna().all() else "Int64")  # for validate() to name them
         fractional = finite[finite != np.round(finite)].unique()
         raise ValueError(f"{what} must hold datetimes or integers; got floats {_quote(fractional)}")
     if pd.api.types.is_timedelta64_dtype(dtype):
@@ -109,18 +168,18 @@ def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = T
       (DatetimeIndex, integer index, PeriodIndex or date strings), and every other column is one series
       named by its column label. Each series' leading and trailing NaNs (ragged panels) are dropped;
       interior NaNs are kept for :func:`validate` to judge;
-    * ``pd.Series``: one series named by ``data.name`` (else ``"series_0"``), ``ds`` from its index.
+    * ``pd.Series``: one series named by ``data.name`` (else ``"series_0"``), ``ds`` from its index;
+    * a polars DataFrame or a pyarrow Table, long or wide: converted by :func:`to_pandas` first.
 
     Returns a new frame sorted by ``(unique_id, ds)`` (stable) with a fresh ``RangeIndex``; ``unique_id``
     is ``str``, ``ds`` datetime64 or int64. Raises ``ValueError`` for missing or duplicated columns.
     """
+    data = to_pandas(data)
     if isinstance(data, pd.Series):
         uid = "series_0" if data.name is None else str(data.name)
         out = pd.DataFrame({ID: uid, TIME: _as_time(data.index, "the Series index"), TARGET: data.to_numpy()})
         out[ID] = out[ID].astype(str)
         return _sorted(out)
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame (long or wide) or Series; got {type(data).__name__}")
     if isinstance(data.columns, pd.MultiIndex):
         raise ValueError("MultiIndex columns are not supported: pass a long frame or a flat wide frame")
     named = id_col != ID or target_col != TARGET
@@ -205,10 +264,9 @@ def to_wide(long_df: pd.DataFrame, values: str = TARGET) -> pd.DataFrame:
 
     Missing ``(unique_id, ds)`` pairs become NaN. Inverse of :func:`to_long` on complete panels.
     """
+    long_df = to_pandas(long_df, "long_df")
     if isinstance(long_df, pd.Series):
         long_df = to_long(long_df)
-    if not isinstance(long_df, pd.DataFrame):
-        raise TypeError(f"to_wide needs a long DataFrame; got {type(long_df).__name__}")
     missing = [col for col in (ID, TIME, values) if col not in long_df.columns]
     if missing:
         raise ValueError(f"to_wide needs a long frame; missing column(s) {missing}")
@@ -343,46 +401,63 @@ def infer_freq(df) -> str | int:
 
 def _even_steps(ds: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per series: its constant step (in the stamps' integer unit) when it has >= 3 evenly spaced stamps, else 0.
-    Slices of one array of differences, no pandas per series (issue #36: per-series frequency inference was 90 %
-    of a 20k-series baseline fit)."""
+    The minimum and maximum of each series' differences by one ``reduceat`` over one array of differences, no
+    Python per series (issue #36: per-series frequency inference was 90 % of a 20k-series baseline fit)."""
     steps = np.zeros(len(starts), np.int64)
-    if len(ds) < 3:
+    many = np.flatnonzero(lengths >= 3)
+    if len(many) == 0:
         return steps
-    diff = np.diff(ds.astype(np.int64))  # diff[i] = ds[i + 1] - ds[i]
-    for k in np.flatnonzero(lengths >= 3):
-        seg = diff[starts[k] : starts[k] + lengths[k] - 1]  # the series' own differences
-        low = seg.min()
-        if low > 0 and low == seg.max():
-            steps[k] = low
+    diff = np.diff(ds.astype(np.int64))  # diff[i] = ds[i + 1] - ds[i]; series k owns diff[start_k : end_k - 1]
+    # reduceat over the segments [start_k, start_k + length_k - 1) of the series with >= 3 stamps: the segments
+    # are cut at their own starts, and a segment's end is the next index given, so the boundary differences
+    # (between series) are excluded by giving every segment's end as an index too
+    cuts = np.stack([starts[many], starts[many] + lengths[many] - 1], axis=1).ravel()  # (2 * n_many,)
+    low = np.minimum.reduceat(diff, cuts[cuts < len(diff)])[::2]
+    high = np.maximum.reduceat(diff, cuts[cuts < len(diff)])[::2]
+    even = (low > 0) & (low == high)
+    steps[many[even]] = low[even]
     return steps
 
 
 def _infer_freq_long(frame: pd.DataFrame) -> str | int:
+    if isinstance(frame[TIME].dtype, pd.DatetimeTZDtype):  # tz-aware: inferred on the local wall clock, as
+        frame = frame.assign(**{TIME: frame[TIME].dt.tz_localize(None)})  # pd.infer_freq does (days stay days)
     starts, lengths = _bounds(frame)
     ds = frame[TIME].to_numpy()
     found: dict[str | int, list[str]] = {}
     unknown = []
     even = _even_steps(ds, starts, lengths)
-    by_grid: dict[tuple, BaseOffset | int | None] = {}  # evenly spaced series: one inference per step (and weekday)
+    by_grid: dict[int, BaseOffset | int | None] = {}  # evenly spaced series: one inference per grid key
     day = 86_400 * 10**9 if not np.issubdtype(ds.dtype, np.integer) else None
     unit_ns = 1 if day is None else int(np.timedelta64(1, np.datetime_data(ds.dtype)[0]) / np.timedelta64(1, "ns"))
-    ids = frame[ID].to_numpy()
-    for k, (start, length) in enumerate(zip(starts, lengths)):
-        uid = ids[start]
-        if even[k]:
-            step = int(even[k])
-            key = (step,)
-            if day is not None and (step * unit_ns) % day == 0:  # whole days: weekly grids are named by weekday
-                key = (step, pd.Timestamp(ds[start]).day_of_week)
-            if key not in by_grid:
-                by_grid[key] = _series_freq(ds[start : start + length])
-            offset = by_grid[key]
+    ids = frame[ID].iloc[starts].to_numpy()  # one id a series
+    # evenly spaced series, grouped by grid key without a loop: (step, weekday) for whole-day steps, else (step, -1)
+    weekday = np.full(len(starts), -1, np.int64)
+    if day is not None:
+        whole_days = (even > 0) & ((even * unit_ns) % day == 0)
+        if whole_days.any():  # 1970-01-01 was a Thursday (pandas' day_of_week 3)
+            first_days = ds[starts[whole_days]].astype("datetime64[D]").astype(np.int64)
+            weekday[whole_days] = (first_days + 3) % 7
+    keys, first_of_key, key_of = np.unique(np.stack([even, weekday], axis=1), axis=0, return_index=True,
+                                           return_inverse=True)
+    key_of = key_of.ravel()
+    for j, (step, _) in enumerate(keys):
+        if step:  # one inference per distinct grid
+            k = first_of_key[j]
+            by_grid[j] = _series_freq(ds[starts[k] : starts[k] + lengths[k]])
+    names = {j: (None if offset is None else _freq_name(offset)) for j, offset in by_grid.items()}
+    for k in np.flatnonzero(even > 0):
+        name = names[key_of[k]]
+        if name is None:
+            unknown.append(ids[k])
         else:
-            offset = _series_freq(ds[start : start + length])
+            found.setdefault(name, []).append(ids[k])
+    for k in np.flatnonzero(even == 0):  # gaps, stray stamps, short series: each on its own
+        offset = _series_freq(ds[starts[k] : starts[k] + lengths[k]])
         if offset is None:
-            unknown.append(uid)
+            unknown.append(ids[k])
         else:
-            found.setdefault(_freq_name(offset), []).append(uid)
+            found.setdefault(_freq_name(offset), []).append(ids[k])
     if not found:
         raise ValueError(
             f"cannot infer a frequency: no series has enough regularly spaced stamps "
@@ -435,7 +510,17 @@ def _check_grid(frame: pd.DataFrame, offset) -> tuple[np.ndarray, list[tuple[str
         step = None
     off_grid = np.zeros(len(frame), dtype=bool)
     gaps = []
-    for start, length in zip(starts, lengths):
+    if step is not None and len(frame):  # fixed step: index arithmetic over the whole panel at once
+        raw = values if integer else values.astype(f"M8[{unit}]").astype(np.int64)  # (rows,)
+        delta = raw - np.repeat(raw[starts], lengths)  # offset of each row from its series' first stamp
+        on = delta % step == 0
+        off_grid = ~on
+        on_count = np.add.reduceat(on.astype(np.int64), starts)
+        n_missing = delta[starts + lengths - 1] // step + 1 - on_count  # (series,)
+        suspects = np.flatnonzero(n_missing != 0)  # only these need the slow path below
+    else:
+        suspects = np.arange(len(starts))
+    for start, length in zip(starts[suspects], lengths[suspects]):
         stamps = values[start : start + length]
         first, last = stamps[0], stamps[length - 1]
         if step is not None:  # fixed step: index arithmetic
@@ -548,6 +633,11 @@ def validate(
 ) -> pd.DataFrame:
     """:func:`to_long` plus every check; returns a clean copy on a complete regular grid with finite values.
 
+    ``df`` is a pandas DataFrame (long or wide) or Series, a polars DataFrame or a pyarrow Table (long or
+    wide; converted column by column by :func:`to_pandas`, time zones, integer stamps, categorical ids and
+    nulls included: a null ``y`` is reported as a NaN value). A polars LazyFrame must be ``.collect()``-ed
+    first. The result is always a pandas DataFrame; the input is not modified.
+
     Checks (each failure is a ``ValueError`` naming the offending series and ``(unique_id, ds)`` rows):
     missing columns, empty frame, missing ids or stamps, non-numeric target/covariates, duplicate
     ``(unique_id, ds)``, stamps off the frequency grid (``freq`` given, else :func:`infer_freq`), gaps
@@ -569,6 +659,21 @@ def validate(
     is stored in ``result.attrs["freq"]`` (``None`` when every series has a single row and none was given).
     """
     return validate_long(to_long(df), min_length=min_length, freq=freq, fill=fill, covariates=covariates)
+
+
+def _adjacent_duplicates(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose ``(unique_id, ds)`` another row has (every copy marked), in a frame sorted by ``(unique_id, ds)``
+    (what :func:`to_long` returns): copies are neighbours, so two comparisons of neighbours find them (issue #36;
+    a hash of every pair was 30 % of a 20k-series validate)."""
+    n = len(frame)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    ids, ds = frame[ID].array, frame[TIME].array
+    same = np.asarray(ids[1:] == ids[:-1], dtype=bool) & np.asarray(ds[1:] == ds[:-1], dtype=bool)  # (n-1,)
+    dup = np.zeros(n, dtype=bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    return dup
 
 
 def validate_long(
@@ -606,7 +711,7 @@ def validate_long(
     for col in extra:
         frame[col] = _numeric(frame, col, f"covariate {col!r} (select covariates with covariates=[...])")
 
-    dup = frame.duplicated([ID, TIME], keep=False).to_numpy()
+    dup = _adjacent_duplicates(frame)
     if dup.any():
         raise ValueError(f"duplicate (unique_id, ds) rows: {_rows(frame, dup)}")
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from ssmcast.data.frames import _adjacent_duplicates
 from ssmcast.forecasting import check_quantiles, quantile_column
 
 __all__ = ["backtest", "cutoff_positions"]
@@ -111,41 +112,43 @@ def _run_backtest(estimator, df, horizon, n_windows=None, start=None, step=1, re
     if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
         raise TypeError(f"estimator must have fit and predict methods; got {type(estimator).__name__}")
 
-    data = to_long(df)
+    data = to_long(df)  # sorted by (unique_id, ds)
     y = data["y"].to_numpy(float)
     if not np.all(np.isfinite(y)):
         ids = sorted(data.loc[~np.isfinite(y), "unique_id"].astype(str).unique())[:5]
         raise ValueError(f"df has NaN/inf target values in series {ids}; fill them first")
-    if data.duplicated(["unique_id", "ds"]).any():
-        ids = sorted(data.loc[data.duplicated(["unique_id", "ds"]), "unique_id"].astype(str).unique())[:5]
+    dup = _adjacent_duplicates(data)
+    if dup.any():
+        ids = sorted(data.loc[dup, "unique_id"].astype(str).unique())[:5]
         raise ValueError(f"df has duplicate (unique_id, ds) rows in series {ids}")
 
+    # the panel as arrays (issue #36): series s holds rows offsets[s]:offsets[s + 1]; no pandas per series/window
     codes, uids = pd.factorize(data["unique_id"].astype(str), sort=True)
-    position = data.groupby(codes, sort=False).cumcount().to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(uids)))])
-    cutoffs = []
-    too_short = []
-    for s, uid in enumerate(uids):
-        ds = data["ds"].iloc[offsets[s] : offsets[s + 1]]
-        pos = cutoff_positions(ds, horizon, n_windows, start, step)
-        if not pos:
-            too_short.append(f"{uid} (length {len(ds)})")
-        cutoffs.append(pos)
-    if too_short:
+    if len(codes) > 1 and (np.diff(codes) < 0).any():  # to_long sorts by id: only a mismatch of string orders
+        order = np.argsort(codes, kind="stable")
+        data, codes = data.iloc[order].reset_index(drop=True), codes[order]
+    lengths = np.bincount(codes, minlength=len(uids))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    position = np.arange(len(codes)) - offsets[codes]  # row's position in its series
+    cutoffs = _cutoff_table(data["ds"], offsets, horizon, n_windows, start, step)  # (series, windows), -1: none
+    n_cut = (cutoffs >= 0).sum(axis=1)
+    if (n_cut == 0).any():
+        short = np.flatnonzero(n_cut == 0)[:10]
         need = "horizon + 1" if start is None and n_windows is None else "the requested windows"
         raise ValueError(
             f"series too short for horizon={horizon}, n_windows={n_windows}, start={start!r}, step={step} "
-            f"(need at least {need} rows): {too_short[:10]}"
+            f"(need at least {need} rows): {[f'{uids[s]} (length {lengths[s]})' for s in short]}"
         )
 
-    n_total = max(len(p) for p in cutoffs)
+    stamps = pd.Index(data["ds"])
+    n_total = cutoffs.shape[1]
     model = None
     fit_time = predict_time = 0.0
     n_fits = 0
     pieces = []
     for k in range(n_total):
-        active = np.array([k < len(p) for p in cutoffs])
-        limit = np.array([p[k] if k < len(p) else -1 for p in cutoffs])  # last visible position per series
+        active = cutoffs[:, k] >= 0
+        limit = cutoffs[:, k]  # last visible position per series (-1: none)
         history = data.loc[position <= limit[codes]].reset_index(drop=True)
         predict_kwargs = {"h": horizon}
         if levels:
@@ -166,13 +169,41 @@ def _run_backtest(estimator, df, horizon, n_windows=None, start=None, step=1, re
         target_rows = np.flatnonzero(active[codes] & (position > limit[codes]) & (position <= limit[codes] + horizon))
         actual = data.iloc[target_rows][["unique_id", "ds", "y"]].copy()
         actual["unique_id"] = actual["unique_id"].astype(str)
-        cutoff_ds = {uid: data["ds"].iloc[offsets[s] + cutoffs[s][k]] for s, uid in enumerate(uids) if active[s]}
-        actual.insert(0, "cutoff", actual["unique_id"].map(cutoff_ds))
+        series_of = codes[target_rows]
+        actual.insert(0, "cutoff", stamps[offsets[series_of] + limit[series_of]].array)
         pieces.append(_join_forecast(forecast, actual, active_ids, horizon, levels, k))
 
     frame = pd.concat(pieces, ignore_index=True)
     frame = frame.sort_values(["unique_id", "cutoff", "ds"], kind="stable").reset_index(drop=True)
     return _BacktestRun(frame, fit_time, predict_time, n_fits)
+
+
+def _cutoff_table(ds: pd.Series, offsets: np.ndarray, horizon: int, n_windows, start, step: int) -> np.ndarray:
+    """Cutoff positions of every series, :func:`cutoff_positions` over the panel at once: ``(series, windows)``,
+    window ``k`` of series ``s`` at ``[s, k]`` and -1 where a series has fewer windows."""
+    lengths = np.diff(offsets)
+    last = lengths - horizon - 1  # latest cutoff with a full horizon after it
+    if start is None:
+        k = 1 if n_windows is None else n_windows
+        table = last[:, None] - (k - 1 - np.arange(k))[None, :] * step  # (series, k)
+        table[table[:, :1].ravel() < 0] = -1  # a series without all its windows has none (as cutoff_positions)
+        return table
+    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+        first = np.full(len(lengths), int(start)) if start >= 0 else lengths + int(start)
+    else:  # a stamp: the last ds <= start in each series
+        try:
+            visible = (ds <= start).to_numpy(dtype=bool)  # pandas compares stamps with Timestamps, datetimes, strings
+        except TypeError as err:
+            raise ValueError(f"start {start!r} cannot be compared with the ds values: {err}") from None
+        first = np.add.reduceat(np.append(visible, False).astype(np.int64), offsets[:-1]) - 1
+        first[lengths == 0] = -1
+    count = np.where((first >= 0) & (last >= first), (last - first) // step + 1, 0)
+    if n_windows is not None:
+        count = np.minimum(count, n_windows)
+    width = max(int(count.max()) if len(count) else 0, 1)
+    table = first[:, None] + np.arange(width)[None, :] * step
+    table[np.arange(width)[None, :] >= count[:, None]] = -1
+    return table
 
 
 def _join_forecast(forecast, actual: pd.DataFrame, ids, horizon: int, levels, window: int) -> pd.DataFrame:
@@ -187,7 +218,8 @@ def _join_forecast(forecast, actual: pd.DataFrame, ids, horizon: int, levels, wi
     fc = forecast[["unique_id", "ds", "y_pred", *qcols]].copy()
     fc["unique_id"] = fc["unique_id"].astype(str)
     counts = fc["unique_id"].value_counts()
-    lacking = [uid for uid in ids if counts.get(uid, 0) != horizon]
+    per_series = counts.reindex(pd.Index(ids, dtype=str), fill_value=0).to_numpy()
+    lacking = list(np.asarray(ids)[per_series != horizon])
     if lacking:
         got = {uid: int(counts.get(uid, 0)) for uid in lacking[:5]}
         raise ValueError(f"window {window}: expected {horizon} forecast rows per series; got {got}")

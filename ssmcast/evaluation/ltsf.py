@@ -93,6 +93,12 @@ def _wide_data(dataset, data_dir, split):
         info = dataset_info(dataset)
         split = ltsf_split(info.name) if split is None else split
         return info.name, load_wide(info.name, data_dir=data_dir), _as_split(split)
+    from ssmcast.data.frames import to_pandas
+
+    try:
+        dataset = to_pandas(dataset)  # a polars or pyarrow wide frame -> pandas
+    except TypeError as err:
+        raise TypeError(f"dataset must be a dataset name or a wide frame: {err}") from None
     if isinstance(dataset, pd.DataFrame):
         wide = dataset.set_index("ds") if "ds" in dataset.columns else dataset
         wide = wide.copy()

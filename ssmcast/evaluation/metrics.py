@@ -275,8 +275,12 @@ def _interval_pairs(levels: Iterable[float]) -> list[tuple[float, float, str]]:
 
 
 def _long_frame(df, name: str, value_col: str) -> pd.DataFrame:
+    """``df`` as a pandas long frame (polars/pyarrow converted), checked for its columns and rows."""
+    from ssmcast.data.frames import to_pandas
+
+    df = to_pandas(df, name)
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame with columns unique_id, ds, {value_col}")
+        raise TypeError(f"{name} must be a DataFrame with columns unique_id, ds, {value_col}; got a Series")
     missing = [c for c in ("unique_id", "ds", value_col) if c not in df.columns]
     if missing:
         raise ValueError(f"{name} is missing column(s) {missing}; it has {list(df.columns)}")
@@ -309,7 +313,7 @@ def score(
     series of each metric (M4 style), except ``owa`` which is the M4 ratio of the overall means.
     """
     names = _parse_metrics(metrics)
-    _long_frame(forecasts, "forecasts", "y_pred")
+    forecasts = _long_frame(forecasts, "forecasts", "y_pred")
     keys = ["unique_id", "ds"] + (["cutoff"] if "cutoff" in forecasts.columns else [])
     frame = forecasts.reset_index(drop=True)
     frame["unique_id"] = frame["unique_id"].astype(str)
@@ -317,7 +321,7 @@ def score(
         dup = frame.loc[frame.duplicated(keys, keep=False), keys].head(3).to_dict("records")
         raise ValueError(f"forecasts has duplicate {tuple(keys)} rows, e.g. {dup}")
     if actuals is not None:
-        _long_frame(actuals, "actuals", "y")
+        actuals = _long_frame(actuals, "actuals", "y")
         acts = actuals[["unique_id", "ds", "y"]].copy()
         acts["unique_id"] = acts["unique_id"].astype(str)
         if acts.duplicated(["unique_id", "ds"]).any():
@@ -417,7 +421,7 @@ def _owa_or_nan(s, m, sb, mb) -> float:
 def _benchmark_predictions(frame: pd.DataFrame, benchmark, keys: list[str]) -> pd.Series:
     if benchmark is None:
         raise ValueError("metric 'owa' needs benchmark=, the Naive2 forecasts for the same rows")
-    _long_frame(benchmark, "benchmark", "y_pred")
+    benchmark = _long_frame(benchmark, "benchmark", "y_pred")
     bkeys = [k for k in keys if k in benchmark.columns]
     b = benchmark[bkeys + ["y_pred"]].rename(columns={"y_pred": "_bench"}).copy()
     b["unique_id"] = b["unique_id"].astype(str)
@@ -435,7 +439,7 @@ def _mase_scales(frame: pd.DataFrame, train, season_length) -> np.ndarray:
     """The MASE denominator of each forecast row: per series, or per (series, cutoff) with a cutoff column."""
     if train is None:
         raise ValueError("metric 'mase' needs train=, the long history frame (unique_id, ds, y)")
-    _long_frame(train, "train", "y")
+    train = _long_frame(train, "train", "y")
     hist = train[["unique_id", "ds", "y"]].copy()
     hist["unique_id"] = hist["unique_id"].astype(str)
     hist = hist.sort_values(["unique_id", "ds"], kind="stable")

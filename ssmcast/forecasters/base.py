@@ -215,7 +215,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, df, val_df=None, resume: bool = False, ckpt_path: str | None = None):
-        """Fit one global model over every series of ``df`` (long, wide or a Series).
+        """Fit one global model over every series of ``df`` (long, wide or a Series; pandas, polars or pyarrow).
 
         ``val_df`` (optional) continues each training series for validation (its windows may reach back
         into ``df`` for context); without it the last ``val_size`` steps of each series are held out.

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ssmcast.data.frames import to_pandas
 from ssmcast.forecasting import check_quantiles, forecast_frame, quantile_column
 
 __all__ = ["EnsembleForecaster", "load_ensemble"]
@@ -288,6 +289,8 @@ class EnsembleForecaster(BaseEstimator):
         arguments to every member. Returns ``self``.
         """
         members = self._check_params()
+        df = to_pandas(df, "df")  # polars/Arrow converted once for all members (and any third-party member)
+        val_df = None if val_df is None else to_pandas(val_df, "val_df")
         fitted, fit_time = {}, 0.0
         for (label, member), safe in zip(members.items(), _safe_names(members)):
             kwargs = dict(fit_params)
@@ -319,7 +322,7 @@ class EnsembleForecaster(BaseEstimator):
         check_is_fitted(self, "members_")
         levels, args = self._call_args(h, quantiles, kwargs)
         if df is not None:
-            args["df"] = df
+            args["df"] = to_pandas(df, "df")
         frames = {}
         for label, member in self.members_.items():
             try:
@@ -339,6 +342,7 @@ class EnsembleForecaster(BaseEstimator):
         """
         check_is_fitted(self, "members_")
         levels, args = self._call_args(h, quantiles, kwargs)
+        df_new = to_pandas(df_new, "df_new")
         saved = {label: _state(member) for label, member in self.members_.items()}
         try:
             frames = {}

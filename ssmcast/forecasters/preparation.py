@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssmcast.data.frames import ID, TARGET, TIME, to_long, validate_long
+from ssmcast.data.frames import ID, TARGET, TIME, to_long, to_pandas, validate_long
 from ssmcast.data.scaling import SeriesScaler
 from ssmcast.data.windows import BatchedWindows, SeriesPanel, WindowDataset
 from ssmcast.forecasters.features import calendar_features
@@ -149,8 +149,13 @@ class DataPreparation:
         if future_df is None:
             raise ValueError(f"this model uses future_covariates {future}: pass future_df with their values "
                              f"over the forecast horizon")
+        expected = f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}"
+        try:
+            future_df = to_pandas(future_df)  # polars/Arrow -> pandas
+        except TypeError as err:
+            raise ValueError(f"{expected} ({err})") from None
         if not isinstance(future_df, pd.DataFrame) or not {ID, TIME} <= set(future_df.columns):
-            raise ValueError(f"future_df must be a long DataFrame with columns unique_id, ds, {', '.join(future)}")
+            raise ValueError(expected)
         missing = [c for c in future if c not in future_df.columns]
         if missing:
             raise ValueError(f"future_df lacks the future covariate column(s) {missing}")

@@ -51,3 +51,69 @@ def test_the_fast_path_says_what_per_series_inference_says(name):
     else:
         with pytest.raises(ValueError, match="disagree"):
             _infer_freq_long(frame)
+
+
+def _even_steps_reference(ds, starts, lengths):
+    out = np.zeros(len(starts), np.int64)
+    for k, (a, n) in enumerate(zip(starts, lengths)):
+        d = np.diff(ds[a : a + n].astype(np.int64))
+        if n >= 3 and d.min() > 0 and d.min() == d.max():
+            out[k] = d.min()
+    return out
+
+
+def test_even_steps_by_reduceat_equal_a_loop_over_series():
+    from ssmcast.data.frames import _even_steps
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(1, 6, size=rng.integers(1, 8))
+        ds = np.concatenate([np.cumsum(rng.choice([1, 1, 1, 2], size=n)) for n in lengths]).astype(np.int64)
+        starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+        np.testing.assert_array_equal(_even_steps(ds, starts, lengths), _even_steps_reference(ds, starts, lengths))
+
+
+def _check_grid_reference(frame, offset):
+    """Per series: rows off the grid and the missing stamps, from the series' own full grid."""
+    starts, lengths = _bounds(frame)
+    off, gaps = np.zeros(len(frame), bool), []
+    for a, n in zip(starts, lengths):
+        stamps = pd.Index(frame["ds"].iloc[a : a + n])
+        if isinstance(offset, int):
+            grid = pd.Index(np.arange(stamps[0], stamps[-1] + 1, offset))
+        else:
+            grid = pd.date_range(stamps[0], stamps[-1], freq=offset)
+        off[a : a + n] = ~stamps.isin(grid)
+        missing = grid.difference(stamps)
+        if len(missing):
+            gaps.append((frame["unique_id"].iat[a], len(missing), list(missing[:3])))
+    return off, gaps
+
+
+@pytest.mark.parametrize("kind", ["hourly", "integer"])
+def test_grid_check_over_the_panel_equals_a_loop_over_series(kind):
+    """The fixed-step grid check runs over the whole panel at once (issue #36); rows off the grid and gaps
+    (count and first missing stamps) are what a per-series check finds."""
+    from ssmcast.data.frames import _check_grid
+
+    rng = np.random.default_rng(1)
+    parts = []
+    for i in range(30):
+        n = int(rng.integers(1, 12))
+        pos = np.sort(rng.choice(np.arange(3 * n + 3), size=n, replace=False))  # gaps in most series
+        if kind == "hourly":
+            ds = pd.Timestamp("2020-01-01") + pd.to_timedelta(pos, unit="h")
+            if i % 7 == 3 and n > 1:  # a stamp off the hourly grid
+                ds = ds.insert(1, ds[0] + pd.Timedelta(minutes=30))
+        else:
+            ds = 10 * pos + 5
+            if i % 7 == 3 and n > 1:
+                ds = np.insert(ds, 1, ds[0] + 3)
+        parts.append(pd.DataFrame({"unique_id": f"s{i:02d}", "ds": ds, "y": 0.0}))
+    frame = to_long(pd.concat(parts, ignore_index=True))
+    offset = pd.tseries.frequencies.to_offset("h") if kind == "hourly" else 10
+    off, gaps = _check_grid(frame, offset)
+    want_off, want_gaps = _check_grid_reference(frame, offset)
+    assert off.any() and len(gaps) > 5  # the panel exercises both
+    np.testing.assert_array_equal(off, want_off)
+    assert gaps == want_gaps

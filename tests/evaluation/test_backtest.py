@@ -165,3 +165,24 @@ def test_bad_data_and_bad_estimators():
         backtest(WrongRows(), df, horizon=2, quantiles=[0.5])
     with pytest.raises(TypeError, match="fit and predict"):
         backtest(object(), df, horizon=2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_cutoff_table_equals_cutoff_positions_series_by_series(seed):
+    """The backtest's cutoffs over the whole panel at once (issue #36) against the per-series function."""
+    from ssmcast.evaluation.backtest import _cutoff_table
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 40, size=12)
+    stamps = [pd.date_range("2021-01-01", periods=n, freq="D") + pd.Timedelta(days=int(rng.integers(0, 9)))
+              for n in lengths]  # fmt: skip
+    ds = pd.Series(np.concatenate([s.to_numpy() for s in stamps]))
+    offsets = np.r_[0, np.cumsum(lengths)]
+    for horizon, n_windows, start, step in [(3, None, None, 1), (2, 4, None, 3), (5, None, 10, 2), (1, 3, -8, 1),
+                                            (2, None, pd.Timestamp("2021-01-12"), 2), (4, 2, "2021-01-20", 1),
+                                            (3, None, 0, 5)]:  # fmt: skip
+        table = _cutoff_table(ds, offsets, horizon, n_windows, start, step)
+        for s, series_ds in enumerate(stamps):
+            want = cutoff_positions(pd.Series(series_ds), horizon, n_windows, start, step)
+            got = [int(c) for c in table[s] if c >= 0]
+            assert got == want, (horizon, n_windows, start, step, s)
