@@ -10,6 +10,8 @@ of the long-horizon benchmark split (``data.protocol: ltsf``, :func:`ssmcast.eva
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import hashlib
 import json
@@ -29,6 +31,37 @@ QUICK_TRAINER = {"limit_train_batches": 4, "limit_val_batches": 2}
 
 class JobError(ValueError):
     """A problem with the configuration or the data of a job (reported without a traceback)."""
+
+
+# the backend the classical baselines get while a job runs against a cluster (+cluster.address=tcp://...)
+_CLUSTER_BACKEND: contextvars.ContextVar[str | None] = contextvars.ContextVar("ssmcast_cluster_backend", default=None)
+
+
+@contextlib.contextmanager
+def cluster(cfg):
+    """With ``cluster.address`` set (``+cluster.address=tcp://scheduler:8786``): a ``dask.distributed`` client
+    connected to it for the job's duration, and every model built meanwhile that has a ``backend`` parameter (the
+    classical baselines) gets ``backend="dask"``. Without it: nothing (local processes, ``n_jobs``)."""
+    address = (cfg.get("cluster") or {}).get("address")
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise JobError("cluster.address needs dask.distributed: pip install 'ssmcast[dask]'") from None
+    timeout = float((cfg.get("cluster") or {}).get("timeout_s", 30))
+    try:
+        client = Client(str(address), timeout=timeout, set_as_default=True)
+    except (OSError, TimeoutError) as err:
+        raise JobError(f"cluster.address={address!r}: cannot reach the Dask scheduler ({type(err).__name__}: "
+                       f"{err}); start one with `dask scheduler` and workers with `dask worker {address}`") from None
+    token = _CLUSTER_BACKEND.set("dask")
+    try:
+        with client:
+            yield client
+    finally:
+        _CLUSTER_BACKEND.reset(token)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -140,6 +173,8 @@ def build_model(config: dict, quick: bool, check: bool = True):
     from ssmcast.forecasters.ensemble import EnsembleForecaster
 
     est = build(config)
+    if _CLUSTER_BACKEND.get() and "backend" in est.get_params(deep=False):
+        est.set_params(backend=_CLUSTER_BACKEND.get())
     validate = getattr(est, "_check_params", None)
     if check and callable(validate):
         validate()
@@ -201,7 +236,8 @@ def run(cfg, output_dir: str | Path | None = None) -> float | None:
         raise JobError(f"command={command!r}: use train or compare")
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    return train(cfg, out, resolved) if command == "train" else compare_models(cfg, out, resolved)
+    with cluster(cfg):
+        return train(cfg, out, resolved) if command == "train" else compare_models(cfg, out, resolved)
 
 
 def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame, data_name: str):

@@ -1,7 +1,8 @@
 """Classical baselines on statsmodels' Kalman filter (ARIMA, AutoARIMA, structural, ETS) and the naive family.
 
 All share the ssmcast forecaster API (:mod:`ssmcast.forecasting`): ``fit(df)``, ``predict(h, df=None,
-quantiles=None)``; one model per series, fitted in parallel (``n_jobs``), with documented fallbacks.
+quantiles=None)``; one model per series, fitted in parallel (``n_jobs`` local processes, or the workers of a
+Dask cluster with ``backend="dask"``: :mod:`ssmcast.baselines.parallel`), with documented fallbacks.
 """
 
 from ._base import BaselineForecaster, FallbackWarning, SeriesFit

@@ -15,16 +15,15 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from ssmcast.data.frames import future_timestamps, infer_freq, validate
 from ssmcast.forecasting import check_quantiles, forecast_frame, season_length_from_freq
 
+from . import parallel
 from .simple import naive2_forecast, naive_forecast, seasonal_naive_forecast
 
 __all__ = ["BaselineForecaster", "FallbackWarning", "SeriesFit"]
@@ -113,12 +112,8 @@ def _forecast_batch(estimator, batch: list, h: int, levels: list[float]) -> list
 
 
 def _batches(items: list, n_jobs) -> list[list]:
-    """``items`` cut into about four batches a worker, at most 256 items each (balance against overhead)."""
-    from joblib import effective_n_jobs
-
-    workers = max(1, effective_n_jobs(n_jobs))
-    size = max(1, min(256, -(-len(items) // (4 * workers))))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    """``items`` cut into about four batches a local worker (see :func:`ssmcast.baselines.parallel.batches`)."""
+    return parallel.batches(items, parallel.workers("local", n_jobs))
 
 
 def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine_map, build_map: bool):
@@ -225,6 +220,7 @@ class BaselineForecaster(BaseEstimator):
         _check_int(self.horizon, "horizon", minimum=1, allow_none=True)
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, Integral)):
             raise ValueError(f"n_jobs must be an integer or None; got {self.n_jobs!r}")
+        self._backend()
 
     @staticmethod
     def _panel(data: pd.DataFrame) -> _Panel:
@@ -261,9 +257,16 @@ class BaselineForecaster(BaseEstimator):
             setattr(worker, name, self.__dict__.setdefault(name, {}))
         return worker
 
-    def _parallel(self, tasks, total: int, desc: str):
-        runner = Parallel(n_jobs=self.n_jobs, return_as="generator")
-        return tqdm(runner(tasks), total=total, desc=desc, disable=not self.verbose, leave=False)
+    def _run(self, fn, arguments: list[tuple], desc: str):
+        """``fn(*args)`` for each task, in order, on this estimator's backend (:mod:`.parallel`)."""
+        return parallel.run_tasks(fn, arguments, len(arguments), backend=self._backend(), n_jobs=self.n_jobs,
+                                  desc=desc, verbose=self.verbose)
+
+    def _backend(self) -> str:
+        return parallel.check_backend(getattr(self, "backend", "local"))
+
+    def _batches(self, items: list) -> list[list]:
+        return parallel.batches(items, parallel.workers(self._backend(), self.n_jobs))
 
     def fit(self, df, y=None):
         """Fit one model per series of ``df`` (long/wide/Series, or polars/pyarrow; see :func:`ssmcast.data.to_long`).
@@ -282,9 +285,9 @@ class BaselineForecaster(BaseEstimator):
             fits, messages = self._fit_panel(panel, m), {}
         else:
             worker = clone(self)
-            batches = _batches(list(zip(panel.ids, (y_ for _, y_, _, _ in panel.series()))), self.n_jobs)
-            tasks = (delayed(_fit_batch)(worker, batch, m) for batch in batches)
-            done = {uid: (fit, notes) for out in self._parallel(tasks, len(batches), "fit") for uid, fit, notes in out}
+            batches = self._batches(list(zip(panel.ids, (y_ for _, y_, _, _ in panel.series()))))
+            tasks = [(worker, batch, m) for batch in batches]
+            done = {uid: (fit, notes) for out in self._run(_fit_batch, tasks, "fit") for uid, fit, notes in out}
             fits = [done[uid][0] for uid in panel.ids]
             messages = {uid: done[uid][1] for uid in panel.ids if done[uid][1]}
 
@@ -357,9 +360,9 @@ class BaselineForecaster(BaseEstimator):
         else:
             worker = self._worker()
             histories = (panel.y[a : a + n] for a, n in zip(panel.starts, panel.lengths))
-            batches = _batches(list(zip(fits, histories, new)), self.n_jobs)
-            tasks = (delayed(_forecast_batch)(worker, batch, h, levels) for batch in batches)
-            outputs = [out for done in self._parallel(tasks, len(batches), "predict") for out in done]
+            batches = self._batches(list(zip(fits, histories, new)))
+            tasks = [(worker, batch, h, levels) for batch in batches]
+            outputs = [out for done in self._run(_forecast_batch, tasks, "predict") for out in done]
             mean = np.stack([mu for mu, _ in outputs])
             columns = {q: np.stack([qs[q] for _, qs in outputs]) for q in levels}
         return forecast_frame(np.repeat(panel.ids, h), self._future_stamps(panel.last, h), mean.ravel(),
@@ -444,8 +447,8 @@ class BaselineForecaster(BaseEstimator):
             build = entry["map"] is None and entry["seen"] + n > L + 1 and self._is_affine(fit)
             entry["seen"] += n
             keys.append(key)
-            tasks.append(delayed(_windows_task)(worker, fit, context[:, :, j], h, entry["map"], build))
-        outputs = list(self._parallel(tasks, len(ids), "predict_windows"))
+            tasks.append((worker, fit, context[:, :, j], h, entry["map"], build))
+        outputs = list(self._run(_windows_task, tasks, "predict_windows"))
         for key, (_, affine_map) in zip(keys, outputs):
             maps[key]["map"] = affine_map
         return np.stack([forecast for forecast, _ in outputs], axis=2)  # (n, h, n_series)

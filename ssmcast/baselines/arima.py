@@ -73,7 +73,9 @@ class ARIMAForecaster(BaselineForecaster):
         integer time stamps).
     enforce_stationarity, enforce_invertibility, method, maxiter : passed to statsmodels.
     horizon : default ``h`` of :meth:`predict` (else ``h`` is required).
-    n_jobs : joblib workers for fitting/forecasting the series; verbose : a tqdm progress bar.
+    n_jobs : joblib workers for fitting/forecasting the series (``backend="local"``).
+    backend : ``"local"`` (joblib over ``n_jobs`` processes) or ``"dask"`` (the current ``dask.distributed``
+        client's workers; see :mod:`ssmcast.baselines.parallel`). verbose : a tqdm progress bar.
 
     A series whose fit fails (exception, non-finite likelihood, too short) falls back to the seasonal naive
     forecast (naive when m = 1 or the series is shorter than 2 m) with a :class:`FallbackWarning`.
@@ -83,7 +85,8 @@ class ARIMAForecaster(BaselineForecaster):
 
     def __init__(self, order=(1, 0, 0), seasonal_order=(0, 0, 0), trend=None, season_length: int | None = None,
                  enforce_stationarity: bool = True, enforce_invertibility: bool = True, method: str = "lbfgs",
-                 maxiter: int = 50, horizon: int | None = None, n_jobs: int | None = 1, verbose: bool = False):
+                 maxiter: int = 50, horizon: int | None = None, n_jobs: int | None = 1, backend: str = "local",
+                 verbose: bool = False):
         self.order = order
         self.seasonal_order = seasonal_order
         self.trend = trend
@@ -94,6 +97,7 @@ class ARIMAForecaster(BaselineForecaster):
         self.maxiter = maxiter
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose
 
     def _check_params(self) -> None:

@@ -112,7 +112,7 @@ class AutoARIMAForecaster(BaselineForecaster):
     level) and ``seasonal_threshold`` (0.64); ``approximation`` (None: CSS search when the series has more
     than 150 values or ``season_length > 12``, as R; True/False to force); ``method``/``maxiter`` of each
     exact statsmodels fit;
-    ``season_length`` (default from the data frequency), ``horizon``, ``n_jobs``, ``verbose``.
+    ``season_length`` (default from the data frequency), ``horizon``, ``n_jobs``, ``backend``, ``verbose``.
     See the module docstring for the algorithm. A constant series gets its constant (zero-width intervals);
     a series where every candidate fails falls back to the seasonal naive/naive forecast with a
     :class:`FallbackWarning`. ``models_[uid].stats`` and ``summary()`` give each series' chosen model, its
@@ -127,7 +127,8 @@ class AutoARIMAForecaster(BaselineForecaster):
                  start_Q: int = 1, seasonal: bool = True, ic: str = "aicc", allow_drift: bool = True,
                  allow_mean: bool = True, max_models: int = 94, alpha: float = 0.05,
                  seasonal_threshold: float = 0.64, approximation: bool | None = None, method: str = "lbfgs",
-                 maxiter: int = 50, horizon: int | None = None, n_jobs: int | None = 1, verbose: bool = False):
+                 maxiter: int = 50, horizon: int | None = None, n_jobs: int | None = 1, backend: str = "local",
+                 verbose: bool = False):
         self.season_length = season_length
         self.d = d
         self.D = D
@@ -154,6 +155,7 @@ class AutoARIMAForecaster(BaselineForecaster):
         self.maxiter = maxiter
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose
 
     def _check_params(self) -> None:

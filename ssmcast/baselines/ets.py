@@ -48,7 +48,7 @@ class ETSForecaster(BaselineForecaster):
     maxiter : optimiser iterations. simulate_repetitions, random_state : simulated intervals.
     use_initial_values : keep the fitted initial states on histories that start elsewhere than the fitted
         series (R's ``use.initial.values``); by default they are re-estimated there (module docstring).
-    season_length, horizon, n_jobs, verbose : as in :class:`ARIMAForecaster`.
+    season_length, horizon, n_jobs, backend, verbose : as in :class:`ARIMAForecaster`.
 
     A series whose fit fails (e.g. multiplicative components on non-positive data, too few values for the
     initial states) falls back to the naive forecast with a :class:`FallbackWarning`.
@@ -60,7 +60,7 @@ class ETSForecaster(BaselineForecaster):
                  seasonal: str | None = None, season_length: int | None = None, auto: bool = False,
                  maxiter: int = 1000, simulate_repetitions: int = 1000, random_state: int | None = None,
                  use_initial_values: bool = False, horizon: int | None = None, n_jobs: int | None = 1,
-                 verbose: bool = False):
+                 backend: str = "local", verbose: bool = False):
         self.error = error
         self.trend = trend
         self.damped_trend = damped_trend
@@ -73,6 +73,7 @@ class ETSForecaster(BaselineForecaster):
         self.use_initial_values = use_initial_values
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose
 
     def _check_params(self) -> None:

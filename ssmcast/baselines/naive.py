@@ -16,10 +16,11 @@ class _ParameterFree(BaselineForecaster):
     method = "naive"
 
     def __init__(self, season_length: int | None = None, horizon: int | None = None, n_jobs: int | None = 1,
-                 verbose: bool = False):
+                 backend: str = "local", verbose: bool = False):
         self.season_length = season_length
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose
 
     def _fit_series(self, y: np.ndarray, m: int) -> SeriesFit:

@@ -28,7 +28,7 @@ class UnobservedComponentsForecaster(BaselineForecaster):
         component when it is 1). ``stochastic_seasonal``: a time-varying seasonal pattern.
     cycle, stochastic_cycle, damped_cycle : an (optionally stochastic, damped) cycle.
     autoregressive : order of an AR component of the irregular, or None.
-    season_length, method, maxiter, horizon, n_jobs, verbose : as in :class:`ARIMAForecaster`.
+    season_length, method, maxiter, horizon, n_jobs, backend, verbose : as in :class:`ARIMAForecaster`.
 
     Prediction intervals come from the Kalman filter (mean + se * Phi^-1(q)). A series whose fit fails falls
     back to the naive forecast with a :class:`FallbackWarning`.
@@ -37,7 +37,8 @@ class UnobservedComponentsForecaster(BaselineForecaster):
     def __init__(self, level: str = "llevel", seasonal: int | str | None = None, stochastic_seasonal: bool = True,
                  cycle: bool = False, stochastic_cycle: bool = False, damped_cycle: bool = False,
                  autoregressive: int | None = None, season_length: int | None = None, method: str = "lbfgs",
-                 maxiter: int = 200, horizon: int | None = None, n_jobs: int | None = 1, verbose: bool = False):
+                 maxiter: int = 200, horizon: int | None = None, n_jobs: int | None = 1, backend: str = "local",
+                 verbose: bool = False):
         self.level = level
         self.seasonal = seasonal
         self.stochastic_seasonal = stochastic_seasonal
@@ -50,6 +51,7 @@ class UnobservedComponentsForecaster(BaselineForecaster):
         self.maxiter = maxiter
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose
 
     def _check_params(self) -> None:
@@ -114,9 +116,10 @@ class LocalLevelForecaster(UnobservedComponentsForecaster):
     season_length = None
 
     def __init__(self, method: str = "lbfgs", maxiter: int = 200, horizon: int | None = None,
-                 n_jobs: int | None = 1, verbose: bool = False):
+                 n_jobs: int | None = 1, backend: str = "local", verbose: bool = False):
         self.method = method
         self.maxiter = maxiter
         self.horizon = horizon
         self.n_jobs = n_jobs
+        self.backend = backend
         self.verbose = verbose

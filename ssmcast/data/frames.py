@@ -407,7 +407,8 @@ def _even_steps(ds: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
     many = np.flatnonzero(lengths >= 3)
     if len(many) == 0:
         return steps
-    diff = np.diff(ds.astype(np.int64))  # diff[i] = ds[i + 1] - ds[i]; series k owns diff[start_k : end_k - 1]
+    # diff[i] = ds[i + 1] - ds[i]; series k owns diff[start_k : end_k - 1]
+    diff = np.diff(ds.view(np.int64) if ds.dtype.kind == "M" else ds.astype(np.int64))
     # reduceat over the segments [start_k, start_k + length_k - 1) of the series with >= 3 stamps: the segments
     # are cut at their own starts, and a segment's end is the next index given, so the boundary differences
     # (between series) are excluded by giving every segment's end as an index too
@@ -419,10 +420,10 @@ def _even_steps(ds: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
     return steps
 
 
-def _infer_freq_long(frame: pd.DataFrame) -> str | int:
+def _infer_freq_long(frame: pd.DataFrame, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> str | int:
     if isinstance(frame[TIME].dtype, pd.DatetimeTZDtype):  # tz-aware: inferred on the local wall clock, as
         frame = frame.assign(**{TIME: frame[TIME].dt.tz_localize(None)})  # pd.infer_freq does (days stay days)
-    starts, lengths = _bounds(frame)
+    starts, lengths = _bounds(frame) if bounds is None else bounds
     ds = frame[TIME].to_numpy()
     found: dict[str | int, list[str]] = {}
     unknown = []
@@ -494,9 +495,10 @@ def _grid(first, last, offset, unit: str | None) -> np.ndarray:
     return grid.to_numpy() if grid.tz is None else grid
 
 
-def _check_grid(frame: pd.DataFrame, offset) -> tuple[np.ndarray, list[tuple[str, int, list]]]:
+def _check_grid(frame: pd.DataFrame, offset, bounds: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, list[tuple[str, int, list]]]:
     """Rows off the grid (mask) and, per series with gaps, ``(uid, n_missing, first missing stamps)``."""
-    starts, lengths = _bounds(frame)
+    starts, lengths = _bounds(frame) if bounds is None else bounds
     ds = frame[TIME]
     integer = isinstance(offset, int)
     naive = integer or ds.dt.tz is None
@@ -511,7 +513,7 @@ def _check_grid(frame: pd.DataFrame, offset) -> tuple[np.ndarray, list[tuple[str
     off_grid = np.zeros(len(frame), dtype=bool)
     gaps = []
     if step is not None and len(frame):  # fixed step: index arithmetic over the whole panel at once
-        raw = values if integer else values.astype(f"M8[{unit}]").astype(np.int64)  # (rows,)
+        raw = values if integer else values.astype(f"M8[{unit}]", copy=False).view(np.int64)  # (rows,), no copy
         delta = raw - np.repeat(raw[starts], lengths)  # offset of each row from its series' first stamp
         on = delta % step == 0
         off_grid = ~on
@@ -715,11 +717,12 @@ def validate_long(
     if dup.any():
         raise ValueError(f"duplicate (unique_id, ds) rows: {_rows(frame, dup)}")
 
-    if freq is None and (_bounds(frame)[1] <= 1).all():  # one row per series: no grid to check
-        return _finish(frame, [TARGET, *extra], fill, min_length, None)
-    offset = as_offset(freq) if freq is not None else as_offset(_infer_freq_long(frame))
+    bounds = _bounds(frame)  # (starts, lengths): the frame's row order stays as it is until the gaps are filled
+    if freq is None and (bounds[1] <= 1).all():  # one row per series: no grid to check
+        return _finish(frame, [TARGET, *extra], fill, min_length, None, bounds)
+    offset = as_offset(freq) if freq is not None else as_offset(_infer_freq_long(frame, bounds))
     _check_time_kind(frame, offset)
-    off_grid, gaps = _check_grid(frame, offset)
+    off_grid, gaps = _check_grid(frame, offset, bounds)
     name = _freq_name(offset)
     if off_grid.any():
         raise ValueError(f"time stamps off the {name!r} frequency grid at rows {_rows(frame, off_grid)}")
@@ -734,11 +737,11 @@ def validate_long(
             "pass fill='interpolate'/'ffill'/'zero' to fill them"
         )
     if gaps:
-        frame = _insert_gaps(frame, offset)
-    return _finish(frame, [TARGET, *extra], fill, min_length, name)
+        frame, bounds = _insert_gaps(frame, offset), None
+    return _finish(frame, [TARGET, *extra], fill, min_length, name, bounds)
 
 
-def _finish(frame: pd.DataFrame, value_cols: list[str], fill, min_length: int, name) -> pd.DataFrame:
+def _finish(frame: pd.DataFrame, value_cols: list[str], fill, min_length: int, name, bounds=None) -> pd.DataFrame:
     """NaN/inf policy and length check of :func:`validate` on a frame already on its complete grid."""
     finite = np.isfinite(frame[value_cols].to_numpy(dtype="float64")).all(axis=1)
     if not finite.all():
@@ -748,7 +751,7 @@ def _finish(frame: pd.DataFrame, value_cols: list[str], fill, min_length: int, n
                 f"{_rows(frame, ~finite)}; pass fill= ({', '.join(map(repr, FILL_POLICIES[1:]))})"
             )
         if fill == "drop":
-            frame = _drop_edges(frame, finite)
+            frame, bounds = _drop_edges(frame, finite), None
         else:
             frame = _fill_values(frame, value_cols, fill)
             still = ~np.isfinite(frame[value_cols].to_numpy(dtype="float64")).all(axis=1)
@@ -758,7 +761,7 @@ def _finish(frame: pd.DataFrame, value_cols: list[str], fill, min_length: int, n
                     f"{_quote(map(repr, frame.loc[still, ID].unique()))} have no finite values in some column"
                 )
 
-    starts, lengths = _bounds(frame)
+    starts, lengths = _bounds(frame) if bounds is None else bounds
     short = lengths < min_length
     if short.any():
         detail = [f"{frame[ID].iat[s]!r} ({n} rows)" for s, n in zip(starts[short], lengths[short])]

@@ -90,15 +90,36 @@ def backtest(
     step: int = 1,
     refit: bool | int = False,
     quantiles=None,
+    backend: str | None = None,
 ) -> pd.DataFrame:
     """Rolling-origin evaluation of ``estimator`` on ``df`` (anything :func:`ssmcast.data.to_long` takes).
 
     ``refit=False`` fits once (on the data up to the first cutoff) and re-filters for later cutoffs with
     ``predict(h, df=history)``; ``True`` refits a fresh clone at every cutoff; an integer ``k`` refits at
     windows 0, k, 2k, ... Returns the long frame ``cutoff, unique_id, ds, y, y_pred[, y_pred_q{q}...]``
-    sorted by ``unique_id, cutoff, ds``.
+    sorted by ``unique_id, cutoff, ds``. ``backend`` (``"local"`` or ``"dask"``) sets the backend of an
+    estimator that has one (the classical baselines, :mod:`ssmcast.baselines.parallel`): with ``"dask"`` every
+    window's per-series fits and forecasts run on the current ``dask.distributed`` client's workers.
     """
+    estimator = with_backend(estimator, backend, strict=True)
     return _run_backtest(estimator, df, horizon, n_windows, start, step, refit, quantiles).frame
+
+
+def with_backend(estimator, backend: str | None, strict: bool):
+    """A clone of ``estimator`` with its ``backend`` parameter set (``backend=None``: ``estimator`` itself). An
+    estimator without that parameter is returned as it is, or (``strict``) refused by name."""
+    if backend is None:
+        return estimator
+    from ssmcast.baselines.parallel import check_backend
+
+    check_backend(backend)
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if "backend" not in params:
+        if strict:
+            raise ValueError(f"backend={backend!r}: {type(estimator).__name__} has no backend parameter (it applies "
+                             "to the classical baselines, whose per-series work can run on a Dask cluster)")
+        return estimator
+    return clone(estimator, safe=False).set_params(backend=backend)
 
 
 def _run_backtest(estimator, df, horizon, n_windows=None, start=None, step=1, refit=False, quantiles=None):

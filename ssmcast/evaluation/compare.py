@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ssmcast.evaluation.backtest import _positive_int, _run_backtest
+from ssmcast.evaluation.backtest import _positive_int, _run_backtest, with_backend
 from ssmcast.evaluation.metrics import (
     OVERALL,
     _default_season_length,
@@ -105,6 +105,7 @@ def compare(
     refit: bool | int = False,
     step: int | None = None,
     benchmark: pd.DataFrame | None = None,
+    backend: str | None = None,
 ) -> Leaderboard:
     """Backtest every estimator on the same windows and rank them.
 
@@ -115,11 +116,17 @@ def compare(
     defaults to the usual period of the data's frequency). ``owa`` is relative to Naive2 on the same
     windows: ``benchmark`` gives its forecasts (a backtest frame, e.g. from :func:`naive2_forecasts`), or
     they are computed here. A model that raises is reported with a :class:`CompareWarning` and an
-    ``error`` entry instead of stopping the comparison.
+    ``error`` entry instead of stopping the comparison. ``backend="dask"`` runs the per-series work of every
+    estimator that has a ``backend`` parameter (the classical baselines) on the current ``dask.distributed``
+    client's workers; the others (the neural forecasters) run here as they are.
     """
     from ssmcast.data.frames import to_long
 
     named = _named(estimators)
+    if backend is not None:
+        from ssmcast.baselines.parallel import check_backend
+
+        check_backend(backend)
     names = _parse_metrics(metrics)
     horizon = _positive_int(horizon, "horizon")
     n_windows = _positive_int(n_windows, "n_windows")
@@ -135,6 +142,7 @@ def compare(
     for name, est in named.items():
         row: dict = {"model": name}
         try:
+            est = with_backend(est, backend, strict=False)
             run = _run_backtest(est, data, horizon, n_windows=n_windows, step=step, refit=refit, quantiles=quantiles)
             table = score(run.frame, metrics=names, train=data, season_length=season_length, benchmark=benchmark)
         except Exception as err:  # noqa: BLE001 - a failing model is reported, not fatal

@@ -562,10 +562,11 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                 i = index[uid]
                 loc, scale = self.loc_[i, 0], self.scale_[i, 0]
                 ids += [uid] * len(stamps[k])
-                ds += list(stamps[k])
+                ds.append(stamps[k])  # the stamps as one index each (not boxed one by one: issue #36)
                 y.append(points[j, :, c] * scale + loc)
                 for n, lv in enumerate(levels):
                     q[lv].append(quants[j, :, c, n] * scale + loc)
+        ds = pd.Index(ds[0]).append([pd.Index(d) for d in ds[1:]]) if ds else []
         frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
         order = frame[ID].map(index)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -148,8 +148,7 @@ class Streaming:
             if stateful:
                 self._full_states(self.history_, use_stream=True)  # one-off: states over the training history
                 advanced = self._run_steps([self.stream_[k] for k in keys], [new_units[k]["X"] for k in keys])
-                bad = [k for k, entry in zip(keys, advanced)
-                       if not all(bool(t.isfinite().all()) for t in [entry["z"], *_state_leaves(entry["state"])])]
+                bad = [k for k, ok in zip(keys, _finite_entries(advanced)) if not ok]
                 if bad:
                     ids = [uid for k in bad for uid in new_units[k]["ids"]]
                     raise ValueError(
@@ -167,6 +166,26 @@ class Streaming:
         except BaseException:  # a bad h, quantiles or future_df, a non-finite forecast: nothing is absorbed
             self.stream_, self.history_ = before
             raise
+
+
+def _finite_entries(entries) -> list[bool]:
+    """Whether each entry's ``z`` and state are finite: one check over all entries' tensors stacked (one torch
+    call per tensor of an entry was most of a 10k-series ``update()``), entry by entry where shapes differ."""
+    import torch
+
+    leaves = [[e["z"], *_state_leaves(e["state"])] for e in entries]
+    if not leaves:
+        return []
+    try:
+        ok = torch.ones(len(entries), dtype=torch.bool)
+        for slot in range(len(leaves[0])):
+            stacked = torch.cat([entry[slot] for entry in leaves])  # (n_entries * rows, ...): each entry 1 row
+            if stacked.shape[0] != len(entries):
+                raise ValueError("entries of more than one row")
+            ok &= stacked.isfinite().reshape(len(entries), -1).all(dim=1)
+        return ok.tolist()
+    except (RuntimeError, ValueError, IndexError):  # shapes differ between entries: one at a time
+        return [all(bool(t.isfinite().all()) for t in entry) for entry in leaves]
 
 
 def _state_leaves(state) -> list:

@@ -1,0 +1,131 @@
+"""The classical baselines, backtest and compare on a dask.distributed cluster (issue #36): a real LocalCluster
+with two worker processes, the same forecasts as the local path, a worker killed mid-run, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")  # a dev dependency: always there in CI (see pyproject)
+
+from ssmcast.baselines import ARIMAForecaster, ETSForecaster, SeasonalNaiveForecaster  # noqa: E402
+from ssmcast.evaluation import backtest, compare  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=50) as cluster:  # fmt: skip
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster):
+    with distributed.Client(cluster, set_as_default=True) as client:
+        yield client
+
+
+def panel(n_series=12, length=80, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    parts = [pd.DataFrame({"unique_id": f"s{i:02d}", "ds": pd.date_range("2024-01-01", periods=length, freq="h"),
+                           "y": 30 + 3 * np.sin(2 * np.pi * t / 24) + np.cumsum(rng.normal(size=length))})
+             for i in range(n_series)]  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def tasks_run(cluster, name: str) -> float:
+    """Seconds the cluster's workers have computed tasks of function ``name`` (grows with every task run there;
+    the scheduler's task prefix drops the leading ``_``)."""
+    prefix = cluster.scheduler.task_prefixes.get(name.lstrip("_"))
+    return 0.0 if prefix is None else float(prefix.all_durations.get("compute", 0.0))
+
+
+def test_baselines_on_the_cluster_give_the_local_forecasts(cluster, client):
+    df = panel()
+    for est in (ARIMAForecaster(order=(1, 1, 1)), ETSForecaster(trend="add")):
+        local = est.fit(df).predict(12, quantiles=[0.1, 0.9])
+        local_new = est.predict(6, df=df.groupby("unique_id").head(60))
+        remote_est = est.set_params(backend="dask").fit(df)
+        pd.testing.assert_frame_equal(remote_est.predict(12, quantiles=[0.1, 0.9]), local)
+        pd.testing.assert_frame_equal(remote_est.predict(6, df=df.groupby("unique_id").head(60)), local_new)
+    assert tasks_run(cluster, "_fit_batch") > 0 and tasks_run(cluster, "_forecast_batch") > 0
+
+
+def test_backtest_and_compare_on_the_cluster(client):
+    df = panel(n_series=8, length=120)
+    est = ARIMAForecaster(order=(1, 0, 0))
+    local = backtest(est, df, horizon=12, n_windows=3, step=12)
+    pd.testing.assert_frame_equal(backtest(est, df, horizon=12, n_windows=3, step=12, backend="dask"), local)
+    assert est.backend == "local"  # the caller's estimator is left as it was
+    board_local = compare({"arima": est, "snaive": SeasonalNaiveForecaster()}, df, horizon=12, n_windows=2)
+    board_dask = compare({"arima": est, "snaive": SeasonalNaiveForecaster()}, df, horizon=12, n_windows=2,
+                         backend="dask")
+    cols = ["model", "mae", "rmse", "smape", "mase"]
+    pd.testing.assert_frame_equal(board_dask.table[cols], board_local.table[cols])
+
+
+def test_a_worker_killed_mid_fit_loses_and_duplicates_nothing(cluster, client, tmp_path):
+    """The task whose worker dies is run again elsewhere by the scheduler: every series once, the local result."""
+    marker = tmp_path / "killed"
+
+    class KillsItsWorkerOnce(ARIMAForecaster):
+        def _fit_series(self, y, m):
+            if abs(y[0] - KILL_AT) < 1e-12 and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)  # the worker process dies in the middle of its batch
+            return super()._fit_series(y, m)
+
+    df = panel(n_series=16)
+    KILL_AT = float(df.loc[df.unique_id == "s09", "y"].iloc[0])  # noqa: N806 - read by the class above
+    pids = set(client.run(os.getpid).values())
+    local = ARIMAForecaster(order=(1, 1, 0)).fit(df).predict(6)
+    est = KillsItsWorkerOnce(order=(1, 1, 0), backend="dask")
+    est.fit(df)
+    assert marker.exists() and int(marker.read_text()) in pids  # a worker really died mid-run
+    assert sorted(est.models_) == sorted(df.unique_id.unique())
+    pd.testing.assert_frame_equal(est.predict(6), local)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests after this one
+
+
+def test_clear_errors():
+    df = panel(n_series=2)
+    with pytest.raises(ValueError, match=r"backend must be one of \('local', 'dask'\); got 'spark'"):
+        ARIMAForecaster(backend="spark").fit(df)
+    if distributed.client._get_global_client() is None:
+        with pytest.raises(ValueError, match="there is none: create one first"):
+            ARIMAForecaster(backend="dask").fit(df)
+    from ssmcast import S4DForecaster
+
+    with pytest.raises(ValueError, match="S4DForecaster has no backend parameter"):
+        backtest(S4DForecaster(), df, horizon=4, backend="dask")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        compare([ARIMAForecaster()], df, horizon=4, backend="threads")
+
+
+def test_the_cli_runs_the_baselines_on_a_cluster_address(cluster, tmp_path):
+    """`ssmcast compare ... +cluster.address=tcp://...`: the baselines' per-series tasks run on that cluster."""
+    before = tasks_run(cluster, "_fit_batch")
+    cmd = [sys.executable, "-m", "ssmcast.cli", "compare", "data=co2", "quick=true", "models=[arima,seasonal_naive]",
+           "tracking=none", f"+cluster.address={cluster.scheduler_address}", f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert tasks_run(cluster, "_fit_batch") > before  # the CLI's fits ran on the cluster
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert set(board["model"]) == {"arima", "seasonal_naive"} and board["error"].isna().all()  # no model failed
+
+
+def test_the_cli_names_an_unreachable_scheduler(tmp_path):
+    cmd = [sys.executable, "-m", "ssmcast.cli", "compare", "data=co2", "quick=true", "models=[arima]",
+           "tracking=none", "+cluster.address=tcp://127.0.0.1:1", "+cluster.timeout_s=2", f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode != 0
+    assert "cannot reach the Dask scheduler" in done.stdout + done.stderr
