@@ -504,7 +504,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         n_blocks = math.ceil(h / self.horizon)
         after = self._stamps_after([units[k]["ds"][-1] for k in keys], n_blocks * self.horizon)
         ahead = {k: after[units[k]["ds"][-1]] for k in keys}
-        stamps = {k: ahead[k][:h] for k in keys}
+        first_h = {last: stamps[:h] for last, stamps in after.items()}  # sliced once per distinct end
+        stamps = {k: first_h[units[k]["ds"][-1]] for k in keys}
         future_rows = self._future_rows(future_df)
         calendar_cache: dict = {}
         futures = {k: self._future_block(units[k], ahead[k], future_rows, h, calendar_cache) for k in keys}
@@ -566,7 +567,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                 y.append(points[j, :, c] * scale + loc)
                 for n, lv in enumerate(levels):
                     q[lv].append(quants[j, :, c, n] * scale + loc)
-        ds = pd.Index(ds[0]).append([pd.Index(d) for d in ds[1:]]) if ds else []
+        ds = [d if isinstance(d, pd.Index) else pd.Index(d) for d in ds]
+        ds = ds[0].append(ds[1:]) if ds else []
         frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
         order = frame[ID].map(index)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
