@@ -15,7 +15,6 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -24,7 +23,7 @@ from ssmcast.data.frames import future_timestamps, infer_freq, validate
 from ssmcast.forecasting import check_quantiles, forecast_frame, season_length_from_freq
 
 from . import parallel
-from .simple import naive2_forecast, naive_forecast, seasonal_naive_forecast
+from .simple import naive2_forecast, naive_forecast, normal_quantile, seasonal_naive_forecast
 
 __all__ = ["BaselineForecaster", "FallbackWarning", "SeriesFit"]
 
@@ -182,7 +181,7 @@ class BaselineForecaster(BaseEstimator):
         forecast = results.get_forecast(h)
         mean = np.asarray(forecast.predicted_mean, dtype=float)
         se = np.asarray(forecast.se_mean, dtype=float)
-        return mean, {q: mean + se * norm.ppf(q) for q in levels}
+        return mean, {q: mean + se * normal_quantile(q) for q in levels}
 
     def _fallback_method(self, y: np.ndarray, m: int) -> str:
         return "seasonal_naive" if m > 1 and len(y) >= 2 * m else "naive"

@@ -19,10 +19,10 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 from ._base import BaselineForecaster, SeriesFit
+from .simple import normal_quantile
 
 __all__ = ["ETSForecaster"]
 
@@ -183,7 +183,7 @@ class ETSForecaster(BaselineForecaster):
                 results.params)
             variance = np.asarray(pandas_results.get_prediction(start=n, end=n + h - 1).forecast_variance)
             se = np.sqrt(variance)
-            return mean, {q: mean + se * norm.ppf(q) for q in levels}
+            return mean, {q: mean + se * normal_quantile(q) for q in levels}
         rng = np.random.default_rng(self.random_state)
         paths = results.simulate(h, anchor="end", repetitions=self.simulate_repetitions, rng=rng)  # (h, R)
         paths = np.asarray(paths, dtype=float).reshape(h, -1)
