@@ -76,7 +76,6 @@ import torch.nn.functional as F
 from ssmcast.backbones.blocks import SequenceStack
 from ssmcast.backbones.config import BackboneConfig
 from ssmcast.backbones.s4 import S4
-from ssmcast.ops.conv import fft_conv
 from ssmcast.ops.s4_kernels import lti_final_state
 
 
@@ -165,20 +164,13 @@ class LiquidS4(S4):
         """``sum_p K^PB_p pi^(p)``: ``u (B, H, L)`` -> ``(B, channels, H, L)``."""
         return torch.einsum("pbhl,pch->bchl", running_products(u, self.liquid_degree), K_pb)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, L, H) -> (B, L, H)``, causal: (3) per feature, then GELU, dropout, linear + GLU."""
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"LiquidS4 expects input (batch, length, {self.d_model}), got {tuple(x.shape)}")
-        batch, L, H = x.shape
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            u = x.transpose(1, 2).to(self.log_dt.dtype)  # (B, H, L)
-            K = self.kernel(L)  # (channels, H, L): Kbar
-            y = fft_conv(u[:, None], K, self.D)  # (B, channels, H, L): Kbar * u + D u
-            if self.liquid_degree > 1:
-                K_pb = self.setup_step()[-1]  # (P - 1, channels, H), with autograd
-                y = y + self._liquid(u, K_pb)  # (B, channels, H, L)
-        y = y.reshape(batch, self.channels * H, L).transpose(1, 2)  # (B, L, channels H)
-        return self._output(y)
+    def _extra_terms(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`S4.forward` (``(B, L, H) -> (B, L, H)``, causal) computes ``Kbar * u + D u``; this adds (3)'s
+        liquid terms: ``u (B, H, L)``, ``y (B, channels, H, L)``."""
+        if self.liquid_degree == 1:
+            return y
+        K_pb = self.setup_step()[-1]  # (P - 1, channels, H), with autograd
+        return y + self._liquid(u, K_pb)  # (B, channels, H, L)
 
     def prefill(self, x: torch.Tensor):
         """``forward`` plus the state after ``x`` (as :meth:`step` keeps it), in parallel over time."""

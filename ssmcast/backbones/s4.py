@@ -176,7 +176,8 @@ class S4(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, H) -> (B, L, H)``; causal unless ``bidirectional``."""
         if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"S4 expects input (batch, length, {self.d_model}), got {tuple(x.shape)}")
+            name = type(self).__name__
+            raise ValueError(f"{name} expects input (batch, length, {self.d_model}), got {tuple(x.shape)}")
         batch, L, H = x.shape
         with torch.autocast(device_type=x.device.type, enabled=False):
             u = x.transpose(1, 2).to(self.log_dt.dtype)  # (B, H, L)
@@ -185,8 +186,13 @@ class S4(nn.Module):
             if self.bidirectional:
                 K_back = F.pad(K[self.channels :], (1, 0))[..., :L]  # (channels, H, L), strictly anti-causal
                 y = y + fft_conv(u.flip(-1)[:, None], K_back).flip(-1)  # (B, channels, H, L)
+            y = self._extra_terms(u, y)
         y = y.reshape(batch, self.channels * H, L).transpose(1, 2)  # (B, L, channels H)
         return self._output(y)
+
+    def _extra_terms(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Terms a subclass adds to the convolution's output ``y (B, channels, H, L)`` of ``u (B, H, L)`` (none)."""
+        return y
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` plus the state after ``x`` (as :meth:`step` keeps it), in parallel over time."""

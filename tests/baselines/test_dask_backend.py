@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed  # a dev dependency (pyproject): never skipped
 import numpy as np
 import pandas as pd
 import pytest
 
-distributed = pytest.importorskip("distributed")  # a dev dependency: always there in CI (see pyproject)
-
-from ssmcast.baselines import ARIMAForecaster, ETSForecaster, SeasonalNaiveForecaster  # noqa: E402
-from ssmcast.evaluation import backtest, compare  # noqa: E402
+from ssmcast.baselines import ARIMAForecaster, ETSForecaster, SeasonalNaiveForecaster
+from ssmcast.evaluation import backtest, compare
 
 ROOT = Path(__file__).resolve().parents[2]
 
