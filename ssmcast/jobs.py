@@ -213,9 +213,14 @@ def _season(cfg, frame: pd.DataFrame) -> int:
     return season_length_from_freq(infer_freq(frame))
 
 
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
 def _is_worker() -> bool:
-    """A Lightning DDP worker process (rank > 0) re-launched from the CLI: it only trains."""
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+    """A DDP process of global rank > 0: re-launched by Lightning (``LOCAL_RANK``/``NODE_RANK``), started by
+    ``torchrun`` (``RANK``, ``GROUP_RANK`` the node) or by SLURM's ``srun`` (``SLURM_PROCID``). It only trains:
+    evaluation, outputs and tracking are rank 0's."""
+    return any(os.environ.get(name, "0") not in ("", "0") for name in _RANK_VARIABLES)
 
 
 # ------------------------------------------------------------------------------------------------ jobs

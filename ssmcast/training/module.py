@@ -282,6 +282,11 @@ class ForecastModule(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=[g["lr"] for g in groups], total_steps=total
             )
+        elif self.lr_schedule == "halving":  # the long-horizon reference code's "type1": lr * 0.5**epoch
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         else:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: expected 'cosine', 'onecycle' or None")
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}: expected 'cosine', 'onecycle', 'halving' or None"
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -133,10 +133,16 @@ def build_trainer(
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         deterministic=False,
+        use_distributed_sampler=False,  # the loaders' samplers shard themselves (ssmcast.training.sampling)
     )
     if scratch_dir is not None:
         kwargs["default_root_dir"] = str(scratch_dir)
     extra = dict(trainer_kwargs or {})
+    if extra.get("use_distributed_sampler"):
+        raise ValueError(
+            "trainer_kwargs: use_distributed_sampler=True is not supported: ssmcast's loaders shard their windows "
+            "across DDP ranks themselves (so a DDP fit equals one process with the ranks' batches put together)"
+        )
     if "callbacks" in extra:
         kwargs["callbacks"] = callbacks + list(extra.pop("callbacks"))
     kwargs.update(extra)

@@ -185,7 +185,25 @@ def test_command_line_overrides_win_over_an_experiment():
 def test_trainer_settings_reach_the_neural_models():
     cfg = OmegaConf.to_container(compose_cfg(["trainer=ddp", "trainer.max_epochs=3"]), resolve=True)
     assert cfg["model"]["max_epochs"] == 3 and cfg["model"]["accelerator"] == "gpu"
-    assert cfg["model"]["trainer_kwargs"] == {"strategy": "ddp", "devices": -1}
+    assert cfg["model"]["trainer_kwargs"] == {"strategy": "ddp", "devices": -1, "num_nodes": 1}
+    cfg = OmegaConf.to_container(compose_cfg(["trainer=ddp", "trainer.kwargs.num_nodes=2"]), resolve=True)
+    assert cfg["model"]["trainer_kwargs"]["num_nodes"] == 2
+
+
+@pytest.mark.parametrize("env, worker", [
+    ({}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "0"}, False), ({"LOCAL_RANK": "1"}, True),
+    ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, True),  # Lightning's re-launch on a second node
+    ({"RANK": "2", "LOCAL_RANK": "0", "GROUP_RANK": "1"}, True), ({"RANK": "0", "GROUP_RANK": "0"}, False),  # torchrun
+    ({"SLURM_PROCID": "3", "SLURM_LOCALID": "0"}, True), ({"SLURM_PROCID": "0"}, False),  # srun
+])
+def test_only_global_rank_zero_evaluates_and_tracks(env, worker, monkeypatch):
+    from ssmcast.jobs import _RANK_VARIABLES, _is_worker
+
+    for name in _RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _is_worker() is worker
 
 
 def test_compare_overrides_reach_any_constructor_argument():

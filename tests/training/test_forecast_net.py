@@ -79,3 +79,30 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     set_rng_states(torch.load(tmp_path / "c.ckpt", weights_only=True)["ssmcast_rng_states"])
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_halving_schedule_halves_the_rate_each_epoch_and_unknown_ones_are_named():
+    """``lr_schedule="halving"``: the long-horizon reference code's "type1" (lr * 0.5**epoch), stepped per epoch."""
+    from types import SimpleNamespace
+
+    from ssmcast.training.module import ForecastModule
+
+    net = ForecastNet(S4DConfig(d_model=8, n_layers=1, d_state=4).build(), 8, 2, 1, 3, 1)
+    module = ForecastModule(net, ForecastLoss("mse"), learning_rate=4e-3, lr_schedule="halving")
+    module._trainer = SimpleNamespace(precision="32-true", estimated_stepping_batches=10)
+    config = module.configure_optimizers()
+    assert config["lr_scheduler"]["interval"] == "epoch"
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(4):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    base = seen[0]
+    assert max(base) == pytest.approx(4e-3)  # the backbone's groups may scale it (S4's SSM parameters)
+    for epoch, lrs in enumerate(seen):
+        assert lrs == pytest.approx([lr * 0.5**epoch for lr in base])
+    module = ForecastModule(net, ForecastLoss("mse"), lr_schedule="steps")
+    module._trainer = SimpleNamespace(precision="32-true", estimated_stepping_batches=10)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'steps'.*halving"):
+        module.configure_optimizers()
