@@ -100,7 +100,17 @@ def backtest(
     sorted by ``unique_id, cutoff, ds``. ``backend`` (``"local"`` or ``"dask"``) sets the backend of an
     estimator that has one (the classical baselines, :mod:`ssmcast.baselines.parallel`): with ``"dask"`` every
     window's per-series fits and forecasts run on the current ``dask.distributed`` client's workers.
+
+    ``df`` may also be a Dask DataFrame partitioned by series, or the path of a Parquet dataset: then each
+    partition is backtested where it lives and a lazy Dask DataFrame of the same rows is returned
+    (:mod:`ssmcast.evaluation.partitioned`; per-series models only), so the panel is never collected.
     """
+    from ssmcast.evaluation.partitioned import backtest_partitioned, is_partitioned
+
+    if is_partitioned(df):
+        if backend is not None:
+            with_backend(estimator, backend, strict=True)  # checked; a partitioned panel runs on Dask anyway
+        return backtest_partitioned(estimator, df, horizon, n_windows, start, step, refit, quantiles)
     estimator = with_backend(estimator, backend, strict=True)
     return _run_backtest(estimator, df, horizon, n_windows, start, step, refit, quantiles).frame
 

@@ -119,8 +119,15 @@ def compare(
     ``error`` entry instead of stopping the comparison. ``backend="dask"`` runs the per-series work of every
     estimator that has a ``backend`` parameter (the classical baselines) on the current ``dask.distributed``
     client's workers; the others (the neural forecasters) run here as they are.
+
+    ``df`` may also be a Dask DataFrame partitioned by series or the path of a Parquet dataset: each partition's
+    backtests and per-series scores then run as one task where it lives and only the score rows are gathered
+    (:mod:`ssmcast.evaluation.partitioned`; per-series models only, ``season_length`` given for mase/owa, the
+    Naive2 benchmark computed per partition). ``fit_time_s``/``predict_time_s`` are then summed over the
+    partitions' tasks, and ``forecasts`` is empty (:func:`~ssmcast.evaluation.backtest` gives them lazily).
     """
     from ssmcast.data.frames import to_long
+    from ssmcast.evaluation.partitioned import compare_partitioned, is_partitioned
 
     named = _named(estimators)
     if backend is not None:
@@ -131,6 +138,18 @@ def compare(
     horizon = _positive_int(horizon, "horizon")
     n_windows = _positive_int(n_windows, "n_windows")
     step = horizon if step is None else _positive_int(step, "step")
+    if is_partitioned(df):
+        if benchmark is not None:
+            raise ValueError("benchmark: a partitioned panel's Naive2 forecasts are computed per partition")
+        rows, scores = compare_partitioned(named, df, horizon, n_windows, names, quantiles, season_length, refit,
+                                           step)
+        for row in rows:
+            if row["error"]:
+                warnings.warn(f"compare: model {row['model']!r} failed: {row['error']}", CompareWarning,
+                              stacklevel=2)
+        history = pd.DataFrame({"unique_id": pd.Series(dtype=object), "ds": pd.Series(dtype="datetime64[ns]"),
+                                "y": pd.Series(dtype=float)})
+        return _leaderboard(rows, {}, scores, history)
     data = to_long(df)
     if ("mase" in names or "owa" in names) and season_length is None:
         season_length = _default_season_length(data)
@@ -138,7 +157,6 @@ def compare(
         benchmark = naive2_forecasts(data, horizon, n_windows=n_windows, step=step, season_length=season_length)
 
     rows, forecasts, scores = [], {}, {}
-    columns: list[str] = []
     for name, est in named.items():
         row: dict = {"model": name}
         try:
@@ -152,12 +170,17 @@ def compare(
         else:
             forecasts[name], scores[name] = run.frame, table
             overall = table.loc[table["unique_id"] == OVERALL].iloc[0]
-            for col in table.columns[1:]:
-                row[col] = float(overall[col])
-                if col not in columns:
-                    columns.append(col)
+            row.update({col: float(overall[col]) for col in table.columns[1:]})
             row.update(fit_time_s=run.fit_time_s, predict_time_s=run.predict_time_s, n_fits=run.n_fits, error="")
         rows.append(row)
+    return _leaderboard(rows, forecasts, scores, data)
+
+
+def _leaderboard(rows: list[dict], forecasts: dict, scores: dict, history: pd.DataFrame) -> Leaderboard:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in ("model", "fit_time_s", "predict_time_s", "n_fits", "error")
+                    and c not in columns]
     table = pd.DataFrame(rows)
     for col in columns:
         if col not in table.columns:
@@ -165,7 +188,7 @@ def compare(
     table = table[["model", *columns, "fit_time_s", "predict_time_s", "n_fits", "error"]]
     if columns:
         table = table.sort_values(columns[0], kind="stable", na_position="last")
-    return Leaderboard(table.reset_index(drop=True), forecasts, scores, data, columns)
+    return Leaderboard(table.reset_index(drop=True), forecasts, scores, history, columns)
 
 
 def naive2_forecasts(

@@ -312,6 +312,14 @@ def score(
     Returns one row per series (``unique_id``) and a last row ``unique_id == "__overall__"``: the mean over
     series of each metric (M4 style), except ``owa`` which is the M4 ratio of the overall means.
     """
+    return with_overall(*series_scores(forecasts, actuals, metrics, train, season_length, benchmark))
+
+
+def series_scores(forecasts, actuals=None, metrics=("mae", "rmse", "smape"), train=None,
+                  season_length=None, benchmark=None) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """:func:`score`'s per-series rows, before the overall row: ``(table, metric columns, metric names)``; the
+    table keeps OWA's parts (``_smape, _mase, _smape_b, _mase_b``) so that tables of disjoint sets of series
+    (the partitions of a panel) can be concatenated and given their overall row by :func:`with_overall`."""
     names = _parse_metrics(metrics)
     forecasts = _long_frame(forecasts, "forecasts", "y_pred")
     keys = ["unique_id", "ds"] + (["cutoff"] if "cutoff" in forecasts.columns else [])
@@ -397,7 +405,11 @@ def score(
                 hi = next(k for k in qcols if np.isclose(k, (1 + level) / 2))
                 row[name] = coverage(y, g[qcols[lo]].to_numpy(float), g[qcols[hi]].to_numpy(float))
         rows.append(row)
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows), columns, names
+
+
+def with_overall(table: pd.DataFrame, columns: list[str], names: list[str]) -> pd.DataFrame:
+    """The per-series ``table`` of :func:`series_scores` with the overall row added (see :func:`score`)."""
     if (table["unique_id"] == OVERALL).any():
         raise ValueError(f"a series is named {OVERALL!r}, which score reserves for the overall row")
     overall: dict = {"unique_id": OVERALL}

@@ -128,3 +128,74 @@ def test_the_cli_names_an_unreachable_scheduler(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode != 0
     assert "cannot reach the Dask scheduler" in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------ a panel that stays on the cluster
+
+
+def by_series(df: pd.DataFrame, npartitions: int):
+    """A Dask DataFrame of ``df`` whose partitions hold whole series (divisions on the sorted unique_id)."""
+    import dask.dataframe as dd
+
+    ddf = dd.from_pandas(df.set_index("unique_id").sort_index(), npartitions=npartitions, sort=True).reset_index()
+    assert ddf.npartitions > 1
+    return ddf
+
+
+def test_backtest_of_a_partitioned_panel_equals_the_collected_one(cluster, client, tmp_path):
+    """A Dask DataFrame partitioned by series, or the Parquet dataset it was written to: each partition's
+    backtest runs on a worker, the lazy result computed equals the in-memory backtest (issue #36)."""
+    import dask.dataframe as dd
+
+    df = panel(n_series=9, length=100)
+    est = ETSForecaster(trend="add")
+    local = backtest(est, df, horizon=6, n_windows=2, step=6, quantiles=[0.1, 0.9])
+    before = tasks_run(cluster, "_backtest_part")
+    lazy = backtest(est, by_series(df, 3), horizon=6, n_windows=2, step=6, quantiles=[0.1, 0.9])
+    assert isinstance(lazy, dd.DataFrame)  # nothing computed yet
+    got = lazy.compute().sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, local)
+    assert tasks_run(cluster, "_backtest_part") > before  # on the workers
+    path = tmp_path / "panel.parquet"
+    by_series(df, 3).to_parquet(str(path))
+    got = backtest(est, path, horizon=6, n_windows=2, step=6, quantiles=[0.1, 0.9]).compute()
+    pd.testing.assert_frame_equal(got.sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True), local)
+
+
+def test_compare_of_a_partitioned_panel_equals_the_collected_one(cluster, client):
+    df = panel(n_series=10, length=120, seed=3)
+    models = {"arima": ARIMAForecaster(order=(1, 0, 0)), "snaive": SeasonalNaiveForecaster(season_length=24)}
+    metrics = ["mae", "rmse", "smape", "mase", "owa"]
+    local = compare(models, df, horizon=12, n_windows=2, metrics=metrics, season_length=24)
+    before = tasks_run(cluster, "_compare_part")
+    board = compare(models, by_series(df, 4), horizon=12, n_windows=2, metrics=metrics, season_length=24)
+    assert tasks_run(cluster, "_compare_part") > before
+    cols = ["model", *metrics, "n_fits"]
+    pd.testing.assert_frame_equal(board.table[cols], local.table[cols])
+    for name in models:  # the per-series rows too, and the overall row built from them
+        pd.testing.assert_frame_equal(board.scores[name], local.scores[name][board.scores[name].columns])
+    assert board.forecasts == {} and (board.table["fit_time_s"] > 0).all()
+
+
+def test_a_partitioned_panel_is_refused_clearly_where_it_cannot_work(tmp_path):
+    """Without a client (dask's local scheduler): a series split over partitions, a global model, a missing
+    column, mase without season_length, a missing path: each an error naming the problem."""
+    import dask.dataframe as dd
+
+    from ssmcast import S4DForecaster
+
+    df = panel(n_series=4, length=60)
+    split = dd.from_pandas(df, npartitions=3, sort=False)  # row blocks: series cut in two
+    with pytest.raises(ValueError, match=r"span more than one partition.*shuffle"):
+        backtest(SeasonalNaiveForecaster(), split, horizon=6)
+    with pytest.raises(TypeError, match="S4DForecaster.*global model"):
+        backtest(S4DForecaster(input_size=12, horizon=6), by_series(df, 2), horizon=6)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['y'\]"):
+        backtest(SeasonalNaiveForecaster(), by_series(df, 2).rename(columns={"y": "value"}), horizon=6)
+    with pytest.raises(ValueError, match="season_length is needed"):
+        compare([SeasonalNaiveForecaster()], by_series(df, 2), horizon=6, metrics=["mase"])
+    with pytest.raises(FileNotFoundError, match="no Parquet dataset"):
+        backtest(SeasonalNaiveForecaster(), tmp_path / "nowhere", horizon=6)
+    got = backtest(SeasonalNaiveForecaster(), by_series(df, 2), horizon=6).compute()  # the local scheduler works
+    pd.testing.assert_frame_equal(got.sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True),
+                                  backtest(SeasonalNaiveForecaster(), df, horizon=6))
