@@ -283,6 +283,7 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
         if name in models:
             raise JobError(f"baselines: {name!r} is also the model")
         models[name] = build_model(model_config(name, cfg), cfg.get("quick", False))
+    explain = _check_explain(cfg, models[model_name], model_name)
     frame, data_name = load_data(resolved["data"])  # after every argument is checked: loading can take a while
     if cfg.get("quick"):
         frame = quick_data(frame, resolved)
@@ -320,6 +321,9 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
             _save_model(r["estimator"], out / "models" / name)
             tracker.log_model(r["estimator"], r["history"], name="model" if name == model_name else name,
                               scaling=r.get("scaling"))
+        if explain:  # after the models are saved: an explanation that fails costs nothing else
+            for path in _explain_figures(results[model_name], out / "explain"):
+                tracker.log_artifact(path, "explain")
         _print_table(f"{data_name}: test part, horizon {horizon}" + (" (normalised, long-horizon protocol)"
                                                                        if ltsf else ""), table, out, tracker)
         failed = False
@@ -420,6 +424,28 @@ def _train_figures(results: dict, out: Path, table: pd.DataFrame) -> list[Path]:
         paths.append(out / "metrics.png")
         plot_metric_bars(table, metrics=metric_cols).savefig(paths[-1], dpi=100)
     return paths
+
+
+def _check_explain(cfg, est, name: str) -> bool:
+    """``explain`` is a boolean, and true only for a neural model (checked before any data is read)."""
+    explain = cfg.get("explain", False)
+    if not isinstance(explain, bool):
+        raise JobError(f"explain must be true or false; got {explain!r}")
+    from ssmcast.forecasters import NeuralForecaster
+
+    if explain and not isinstance(est, NeuralForecaster):
+        raise JobError(f"explain=true explains a neural forecaster (its kernels or step sizes, the attribution of its "
+                       f"forecast); model={name} is a {type(est).__name__}")  # fmt: skip
+    return explain
+
+
+def _explain_figures(result: dict, directory: Path) -> list[Path]:
+    """``explain=true``: the model's kernels and their spectrum (S4, S4D, S5, Liquid-S4) or its step sizes (Mamba,
+    Mamba-2, Jamba) over the last window of its history, and the attribution of its forecast from that window (the
+    forecast of the test part) to the window's values, for its first series (:func:`ssmcast.explain.save_figures`)."""
+    from ssmcast.explain import save_figures
+
+    return save_figures(result["estimator"], directory, df=result["history"])
 
 
 def _save_model(est, directory: Path) -> None:

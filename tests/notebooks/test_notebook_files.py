@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-EXPECTED = ["01_quickstart", "02_compare_with_arima", "03_streaming", "04_hydra_and_mlflow"]
+EXPECTED = ["01_quickstart", "02_compare_with_arima", "03_streaming", "04_hydra_and_mlflow", "05_explain"]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 QUICK_SWITCH = 'os.environ.get("SSMCAST_NOTEBOOK_QUICK", "1") == "1"'
 
