@@ -55,10 +55,10 @@ def forecast_frame(
     """The long forecast frame ``unique_id, ds, y_pred[, y_pred_q{q}...]`` (quantile columns ascending)."""
     ids = unique_id if isinstance(unique_id, np.ndarray) else list(unique_id)
     stamps = pd.Series(ds.array if isinstance(ds, pd.Index) else ds if isinstance(ds, np.ndarray) else list(ds))
-    frame = pd.DataFrame({"unique_id": pd.Series(ids, dtype=str), "ds": stamps, "y_pred": np.asarray(y_pred, float)})
-    for q in sorted(quantiles or {}):
-        frame[quantile_column(q)] = np.asarray(quantiles[q], dtype=float)
-    return frame
+    columns = {"unique_id": pd.Series(ids, dtype=str), "ds": stamps, "y_pred": np.asarray(y_pred, float)}
+    for q in sorted(quantiles or {}):  # every column at once: one block, not one insert per level
+        columns[quantile_column(q)] = np.asarray(quantiles[q], dtype=float)
+    return pd.DataFrame(columns)
 
 
 _SEASONS = {

@@ -38,6 +38,8 @@ from ssmcast.forecasting import check_quantiles, forecast_frame, quantile_column
 __all__ = ["EnsembleForecaster", "load_ensemble"]
 
 COMBINES = ("median", "mean")
+QUANTILE_COMBINES = ("average", "pool")
+POOL_LEVELS = 100  # quantile_combine="pool": each member's distribution read at levels (k - 1/2) / 100
 _AXES = (("seeds", "seed"), ("input_sizes", "input_size"), ("losses", "loss"))  # argument -> member parameter
 _FORMAT_VERSION = 1
 _INDEX = "ensemble.json"
@@ -85,8 +87,14 @@ class EnsembleForecaster(BaseEstimator):
         an ensemble with ``seeds=[0, 1, 2]`` stays one member). None: not varied.
     grid : other constructor arguments to vary in the same way, ``{"learning_rate": [1e-3, 3e-4]}``.
     combine : "median" (default; robust to one bad member) or "mean" of the members' point forecasts ``y_pred``.
-        Quantile columns are always the mean of the members' values at each level (``y_pred_q0.5`` is the
-        mean of their medians, not necessarily ``y_pred``).
+    quantile_combine : how the quantile columns are combined. "average" (default): the mean of the members'
+        values at each level (quantile averaging; ``y_pred_q0.5`` is the mean of their medians, not necessarily
+        ``y_pred``). "pool": the quantiles of the members' pooled predictive distributions (the equal-weight
+        mixture, a linear opinion pool): each member is asked for its quantiles at the levels
+        ``(k - 1/2) / 100``, k = 1..100 — a deterministic sample of 100 draws from its distribution — and the
+        requested levels are read off the pooled draws (wider than averaging where the members disagree). Pooling
+        needs members that give any level: the classical baselines, neural members with ``loss="gaussian"`` or
+        ``"student_t"``; a member that cannot is named in the error.
     horizon : None keeps each member's own; an integer sets the ``horizon`` of every member that has one
         (the members must forecast the same steps for their forecasts to be combined).
 
@@ -117,6 +125,7 @@ class EnsembleForecaster(BaseEstimator):
         grid: dict | None = None,
         combine: str = "median",
         horizon: int | None = None,
+        quantile_combine: str = "average",
     ):
         self.members = members
         self.base = base
@@ -126,6 +135,7 @@ class EnsembleForecaster(BaseEstimator):
         self.grid = grid
         self.combine = combine
         self.horizon = horizon
+        self.quantile_combine = quantile_combine
 
     # ------------------------------------------------------------------ sklearn plumbing
     def _given(self) -> dict:
@@ -249,6 +259,8 @@ class EnsembleForecaster(BaseEstimator):
         """Check the arguments and every member's (before any data is read); returns the unfitted members."""
         if self.combine not in COMBINES:
             raise ValueError(f"combine must be one of {COMBINES}; got {self.combine!r}")
+        if self.quantile_combine not in QUANTILE_COMBINES:
+            raise ValueError(f"quantile_combine must be one of {QUANTILE_COMBINES}; got {self.quantile_combine!r}")
         h = self.horizon
         if h is not None and (isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1):
             raise ValueError(f"horizon must be a positive integer or None; got {h!r}")
@@ -392,9 +404,20 @@ class EnsembleForecaster(BaseEstimator):
     def _call_args(self, h, quantiles, kwargs) -> tuple[list[float] | None, dict]:
         levels = None if quantiles is None else check_quantiles(quantiles)
         args = {"h": h, **kwargs}
-        if levels is not None:
+        if self._pooled():
+            if levels is None:  # the levels every member was fitted to give (a neural member's quantiles)
+                fitted = [getattr(m, "quantiles", None) for m in self.members_.values()]
+                levels = sorted(set.intersection(*[set(check_quantiles(q)) for q in fitted])) if all(fitted) else []
+            if levels:
+                args["quantiles"] = pool_levels()
+        elif levels is not None:
             args["quantiles"] = levels
         return levels, args
+
+    def _pooled(self) -> bool:
+        if self.quantile_combine not in QUANTILE_COMBINES:
+            raise ValueError(f"quantile_combine must be one of {QUANTILE_COMBINES}; got {self.quantile_combine!r}")
+        return self.quantile_combine == "pool"
 
     def _combine(self, frames: dict, levels: list[float] | None) -> pd.DataFrame:
         """The members' forecast frames, row-aligned on (unique_id, ds), combined into one."""
@@ -404,15 +427,20 @@ class EnsembleForecaster(BaseEstimator):
                 raise ValueError(f"ensemble member {label!r} returned no forecast frame (unique_id, ds, y_pred)")
         if levels is None:  # the levels every member gives by default
             levels = sorted(set.intersection(*[_levels(f) for f in frames.values()]))
+        pooled = self._pooled() and bool(levels)
         first = frames[labels[0]]
         key = _rows(first, labels[0])
-        points, quants = [], {q: [] for q in levels}
+        wanted = pool_levels() if pooled else levels
+        points, quants = [], {q: [] for q in wanted}
         for label, frame in frames.items():
-            missing = [q for q in levels if quantile_column(q) not in frame.columns]
+            missing = [q for q in wanted if quantile_column(q) not in frame.columns]
             if missing:
+                how = (" quantile_combine='pool' reads every member's distribution at 100 levels: use members that "
+                       "give any level, or quantile_combine='average'" if pooled else "")
                 raise ValueError(f"ensemble member {label!r} ({type(self.members_[label]).__name__}) gives no "
-                                 f"quantile(s) {missing}; it gives {sorted(_levels(frame))} (a neural forecaster "
-                                 "gives other levels than its fitted quantiles with loss='gaussian' or 'student_t')")
+                                 f"quantile(s) {missing[:3]}{'...' if len(missing) > 3 else ''}; it gives "
+                                 f"{sorted(_levels(frame))[:5]} (a neural forecaster gives other levels than its "
+                                 f"fitted quantiles with loss='gaussian' or 'student_t').{how}")
             position = _rows(frame, label).get_indexer(key)
             if len(frame) != len(first) or (position < 0).any():
                 raise ValueError(
@@ -421,10 +449,12 @@ class EnsembleForecaster(BaseEstimator):
                     "and series"
                 )
             points.append(frame["y_pred"].to_numpy(float)[position])
-            for q in levels:
+            for q in wanted:
                 quants[q].append(frame[quantile_column(q)].to_numpy(float)[position])
         stack = np.stack(points)
         y = np.median(stack, axis=0) if self.combine == "median" else stack.mean(axis=0)
+        if pooled:
+            return forecast_frame(first["unique_id"], first["ds"], y, pool_quantiles(quants, levels))
         return forecast_frame(first["unique_id"], first["ds"], y, {q: np.mean(v, axis=0) for q, v in quants.items()})
 
     # ------------------------------------------------------------------ persistence
@@ -468,6 +498,20 @@ class EnsembleForecaster(BaseEstimator):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def pool_levels() -> list[float]:
+    """The levels ``(k - 1/2) / POOL_LEVELS`` at which ``quantile_combine="pool"`` reads each member."""
+    return [round((k - 0.5) / POOL_LEVELS, 10) for k in range(1, POOL_LEVELS + 1)]
+
+
+def pool_quantiles(draws: dict[float, list[np.ndarray]], levels: list[float]) -> dict[float, np.ndarray]:
+    """Quantiles at ``levels`` of the equal-weight mixture of the members' distributions, each given by its
+    quantiles at :func:`pool_levels` (``draws[level]``: one array of rows per member): the pooled values, sorted
+    per row, are a sample of the mixture whose i-th of n sits at level (i - 1/2) / n, read off by linear
+    interpolation ("hazen")."""
+    pooled = np.concatenate([np.stack(v) for v in draws.values()], axis=0)  # (members * levels, rows)
+    return {q: np.quantile(pooled, q, axis=0, method="hazen") for q in levels}
 
 
 def load_ensemble(path) -> EnsembleForecaster:

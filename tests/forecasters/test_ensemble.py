@@ -248,3 +248,57 @@ def test_a_saved_ensemble_is_an_mlflow_pyfunc_model(ensemble, tmp_path):
     history = PANEL.groupby("unique_id").head(40)
     out = mlflow.pyfunc.load_model(str(path)).predict(history)
     np.testing.assert_allclose(out["y_pred"], ensemble.predict(df=history)["y_pred"], rtol=1e-6)
+
+
+def _mixture_quantile(mus, sigmas, q):
+    """The slow, obvious reference: solve mean_m Phi((x - mu_m) / sigma_m) = q by bisection."""
+    from scipy.stats import norm
+
+    lo, hi = min(mus) - 10 * max(sigmas), max(mus) + 10 * max(sigmas)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if np.mean([norm.cdf((mid - m) / s) for m, s in zip(mus, sigmas)]) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def test_pooled_quantiles_are_those_of_the_members_mixture():
+    """quantile_combine="pool": the quantiles of the equal-weight mixture of the members' (here normal) predictive
+    distributions, against bisection on the mixture's CDF; wider than averaging where the members disagree."""
+
+    members = [NaiveForecaster(horizon=4), SeasonalNaiveForecaster(horizon=4, season_length=7)]
+    pool = EnsembleForecaster(members=members, quantile_combine="pool").fit(TRAIN)
+    average = EnsembleForecaster(members=members).fit(TRAIN)
+    levels = [0.05, 0.1, 0.5, 0.9, 0.95]
+    got = pool.predict(quantiles=levels)
+    fits = [m.fit(TRAIN).predict(quantiles=[0.5, 0.8413447460685429]) for m in members]  # mu and mu + sigma
+    mus = [f["y_pred_q0.5"].to_numpy() for f in fits]
+    sigmas = [f["y_pred_q0.8413447460685429"].to_numpy() - mu for f, mu in zip(fits, mus)]
+    assert all((s > 0).all() for s in sigmas) and not np.allclose(mus[0], mus[1])
+    for q in levels:
+        want = [_mixture_quantile([m[i] for m in mus], [s[i] for s in sigmas], q) for i in range(len(got))]
+        scale = np.maximum(sigmas[0], sigmas[1])
+        assert np.abs(got[f"y_pred_q{q!r}"].to_numpy() - want).max() < 0.02 * scale.min(), q
+    width_pool = got["y_pred_q0.95"] - got["y_pred_q0.05"]
+    width_avg = average.predict(quantiles=levels).pipe(lambda f: f["y_pred_q0.95"] - f["y_pred_q0.05"])
+    assert (width_pool >= width_avg - 1e-9).all() and (width_pool > width_avg + 1e-6).any()
+    pd.testing.assert_series_equal(got["y_pred"], average.predict()["y_pred"])  # the point forecast is unchanged
+    # one member twice: the pooled quantiles are that member's own
+    same = EnsembleForecaster(members=[members[0], clone(members[0])], quantile_combine="pool").fit(TRAIN)
+    own = members[0].fit(TRAIN).predict(quantiles=levels)
+    for q in levels:
+        error = np.abs(same.predict(quantiles=levels)[f"y_pred_q{q!r}"] - own[f"y_pred_q{q!r}"]).to_numpy()
+        assert (error < 0.01 * sigmas[0]).all(), q  # the 100-level reading's interpolation error only
+
+
+def test_pooling_needs_members_that_give_any_level_and_a_known_choice():
+    quantile_member = tiny_s4d(loss="quantile", quantiles=[0.1, 0.5, 0.9])
+    ens = EnsembleForecaster(members=[quantile_member, NaiveForecaster(horizon=4)], quantile_combine="pool").fit(TRAIN)
+    with pytest.raises(ValueError, match="member '0'"):
+        ens.predict(quantiles=[0.1, 0.9])
+    assert list(ens.predict(quantiles=[]).columns) == ["unique_id", "ds", "y_pred"]
+    with pytest.raises(ValueError, match="quantile_combine must be one of"):
+        EnsembleForecaster(members=[NaiveForecaster()], quantile_combine="vote").fit(TRAIN)
+    assert clone(ens).get_params()["quantile_combine"] == "pool"
