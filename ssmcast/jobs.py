@@ -379,13 +379,14 @@ def _evaluate_ltsf(est, cfg, resolved: dict) -> dict:
     if data.get("source") != "dataset":
         raise JobError("data.protocol=ltsf needs a benchmark dataset (etth1, weather, ...); use holdout for files")
     horizon, input_size = int(cfg.horizon), int(cfg.input_size)
+    quantiles = list(cfg.quantiles) if cfg.get("quantiles") else None
     result = evaluate_ltsf(est, data["name"], input_size=input_size, horizon=horizon,
-                           data_dir=data.get("data_dir"), channels=data.get("channels"))
+                           data_dir=data.get("data_dir"), channels=data.get("channels"), quantiles=quantiles)
     fitted = result.estimator
     mean, std = result.settings["scaler_mean"], result.settings["scaler_std"]
     scaling = {ch: (mean[ch], std[ch]) for ch in result.channels}
     forecast, history = _last_test_window(fitted, data, result, input_size, horizon, ltsf_split(data["name"]))
-    return {"metrics": {"mse": result.mse, "mae": result.mae}, "fit_time_s": result.fit_time_s,
+    return {"metrics": {"mse": result.mse, "mae": result.mae, **result.probabilistic}, "fit_time_s": result.fit_time_s,
             "forecast": forecast, "history": history, "estimator": fitted, "scaling": scaling,
             "per_step": {"mse": result.mse_per_step, "mae": result.mae_per_step}}
 

@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.base import clone
 
 from ssmcast.evaluation.backtest import _positive_int
+from ssmcast.forecasting import quantile_column
 
 __all__ = ["evaluate_ltsf", "LTSFResult"]
 
@@ -60,6 +61,8 @@ class LTSFResult:
     predict_mode: str
     settings: dict = field(default_factory=dict)
     estimator: object = None
+    quantiles: list = field(default_factory=list)  # the levels scored, if any
+    probabilistic: dict = field(default_factory=dict)  # crps and coverage_<central %> with quantiles
 
     def to_dict(self) -> dict:
         """Plain JSON-friendly values (no estimator)."""
@@ -140,14 +143,21 @@ def evaluate_ltsf(
     channels: Sequence[str] | None = None,
     batch_size: int = 256,
     split=None,
+    quantiles=None,
 ) -> LTSFResult:
     """Fit ``estimator`` and score it on every test window of the long-horizon protocol.
 
     ``dataset`` is a name (``"etth1"``, ``"weather"``...; loaded with :func:`ssmcast.datasets.load_wide`
     from ``data_dir``) or a wide frame (time index or ``ds`` column, one column per channel) with
     ``split=(train, val, test)`` row ranges. ``channels`` picks a subset (default: every column).
-    ``batch_size`` windows go to the model per call. Returns an :class:`LTSFResult`.
+    ``batch_size`` windows go to the model per call. ``quantiles`` (levels): the model's quantiles of every test
+    window are scored too, on the same normalised scale: ``crps`` (twice the mean pinball loss over the levels,
+    as :func:`ssmcast.evaluation.crps`) and ``coverage`` of each symmetric pair of levels (``coverage_80`` for
+    0.1/0.9), over every window, step and channel. Returns an :class:`LTSFResult`.
     """
+    from ssmcast.forecasting import check_quantiles
+
+    levels = check_quantiles(quantiles)
     input_size = _positive_int(input_size, "input_size")
     horizon = _positive_int(horizon, "horizon")
     batch_size = _positive_int(batch_size, "batch_size")
@@ -198,18 +208,32 @@ def evaluate_ltsf(
     C = len(channels)
     sq = np.zeros((horizon, C))
     ab = np.zeros((horizon, C))
-    predictor = _WindowPredictor(model, input_size, horizon, [channels[i] for i in order], ds, te0)
+    predictor = _WindowPredictor(model, input_size, horizon, [channels[i] for i in order], ds, te0, levels)
+    pinball = np.zeros(len(levels))  # summed over windows, steps, channels
+    pairs = _symmetric_pairs(levels)
+    inside = np.zeros(len(pairs))
     tic = time.perf_counter()
     for i in range(0, n_windows, batch_size):
         j = min(i + batch_size, n_windows)
         pair = windows[i:j].transpose(0, 2, 1)  # (b, L + H, C)
         context = np.ascontiguousarray(pair[:, :input_size], dtype=np.float32)  # (b, L, C)
         target = pair[:, input_size:]  # (b, H, C)
-        pred = predictor(context, i)  # (b, H, C)
+        pred, q = predictor(context, i)  # (b, H, C), (b, H, C, Q)
         err = pred - target
         sq += (err**2).sum(axis=0)
         ab += np.abs(err).sum(axis=0)
+        if levels:
+            diff = target[..., None] - q  # (b, H, C, Q)
+            tau = np.asarray(levels)
+            pinball += np.maximum(tau * diff, (tau - 1) * diff).sum(axis=(0, 1, 2))
+            for k, (lo, hi, _) in enumerate(pairs):
+                inside[k] += ((target >= q[..., lo]) & (target <= q[..., hi])).sum()
     predict_time = time.perf_counter() - tic
+    count = n_windows * horizon * len(channels)
+    probabilistic = {}
+    if levels:
+        probabilistic["crps"] = float(2.0 * (pinball / count).mean())
+        probabilistic.update({label: float(inside[k] / count) for k, (_, _, label) in enumerate(pairs)})
 
     inverse = np.argsort(order)  # back to the frame's channel order
     sq, ab = sq[:, inverse], ab[:, inverse]
@@ -236,7 +260,16 @@ def evaluate_ltsf(
             "estimator": type(estimator).__name__,
         },
         estimator=model,
+        quantiles=levels,
+        probabilistic=probabilistic,
     )
+
+
+def _symmetric_pairs(levels: list[float]) -> list[tuple[int, int, str]]:
+    """``(index of q, index of 1 - q, "coverage_<central %>")`` per symmetric pair (as :func:`score` names them)."""
+    from ssmcast.evaluation.metrics import _interval_pairs
+
+    return [(levels.index(lo), levels.index(hi), label) for lo, hi, label in _interval_pairs(levels)]
 
 
 def _check_params(estimator, input_size: int, horizon: int) -> None:
@@ -247,33 +280,59 @@ def _check_params(estimator, input_size: int, horizon: int) -> None:
             raise ValueError(f"the estimator's {key}={params[key]} differs from evaluate_ltsf's {key}={value}")
 
 
+def _takes_quantiles(fn) -> bool:
+    try:
+        return "quantiles" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class _WindowPredictor:
-    """Forecasts a batch of normalised windows with ``predict_windows`` or the ``predict(df=)`` fallback."""
+    """Forecasts a batch of normalised windows with ``predict_windows`` or the ``predict(df=)`` fallback; with
+    ``levels``, quantiles too (``predict_windows(context, quantiles=)`` where it takes them)."""
 
-    def __init__(self, model, input_size: int, horizon: int, channels: list[str], ds: pd.Index, test_start: int):
+    def __init__(self, model, input_size: int, horizon: int, channels: list[str], ds: pd.Index, test_start: int,
+                 levels: list[float] | None = None):
         self.model, self.L, self.H, self.channels = model, input_size, horizon, channels
-        self.ds, self.test_start = ds, test_start
-        self.mode = "predict_windows" if callable(getattr(model, "predict_windows", None)) else "predict_batched_ids"
+        self.ds, self.test_start, self.levels = ds, test_start, list(levels or [])
+        windows = getattr(model, "predict_windows", None)
+        usable = callable(windows) and (not self.levels or _takes_quantiles(windows))
+        self.mode = "predict_windows" if usable else "predict_batched_ids"
 
-    def __call__(self, context: np.ndarray, first: int) -> np.ndarray:
+    def __call__(self, context: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(point (b, H, C), quantiles (b, H, C, Q) or None)``."""
         b, _, C = context.shape
+        q = None
         if self.mode == "predict_windows":
-            pred = np.asarray(self.model.predict_windows(context), dtype=float)
+            if self.levels:
+                pred, q = self.model.predict_windows(context, quantiles=self.levels)
+            else:
+                pred = self.model.predict_windows(context)
         elif self.mode == "predict_batched_ids":
             try:
-                pred = self._predict_frame(context, first, batched=True)
+                pred, q = self._predict_frame(context, first, batched=True)
             except ValueError:
                 if first != 0:
                     raise
                 self.mode = "predict_per_window"
                 return self(context, first)
         else:
-            pred = np.concatenate([self._predict_frame(context[w : w + 1], first + w, batched=False) for w in range(b)])
+            parts = [self._predict_frame(context[w : w + 1], first + w, batched=False) for w in range(b)]
+            pred = np.concatenate([p for p, _ in parts])
+            q = np.concatenate([p for _, p in parts]) if self.levels else None
+        pred = np.asarray(pred, dtype=float)
         if pred.shape != (b, self.H, C):
             raise ValueError(f"the model returned forecasts of shape {pred.shape}; expected {(b, self.H, C)}")
         if not np.all(np.isfinite(pred)):
             raise ValueError(f"the model returned NaN/inf forecasts for test windows {first}..{first + b - 1}")
-        return pred
+        if self.levels:
+            q = np.asarray(q, dtype=float)
+            if q.shape != (b, self.H, C, len(self.levels)):
+                raise ValueError(f"the model returned quantiles of shape {q.shape}; expected "
+                                 f"{(b, self.H, C, len(self.levels))}")
+            if not np.all(np.isfinite(q)):
+                raise ValueError(f"the model returned NaN/inf quantiles for test windows {first}..{first + b - 1}")
+        return pred, q
 
     def _predict_frame(self, context: np.ndarray, first: int, batched: bool) -> np.ndarray:
         b, L, C = context.shape
@@ -291,7 +350,8 @@ class _WindowPredictor:
                 "y": context.transpose(0, 2, 1).reshape(-1).astype(float),
             }
         )
-        forecast = self.model.predict(h=self.H, df=history)
+        kwargs = {"quantiles": self.levels} if self.levels else {}
+        forecast = self.model.predict(h=self.H, df=history, **kwargs)
         expected = ids.reshape(-1)  # (b * C,) in (window, channel) order
         codes = pd.Categorical(forecast["unique_id"].astype(str), categories=expected).codes
         counts = np.bincount(codes[codes >= 0], minlength=len(expected))
@@ -301,4 +361,11 @@ class _WindowPredictor:
             raise ValueError(f"predict returned {detail}; expected {self.H} rows for each of {list(expected[:3])}...")
         order = np.lexsort((forecast["ds"].to_numpy(), codes))
         values = forecast["y_pred"].to_numpy(float)[order].reshape(b, C, self.H)  # (b, C, H)
-        return values.transpose(0, 2, 1)  # (b, H, C)
+        q = None
+        if self.levels:
+            missing = [quantile_column(v) for v in self.levels if quantile_column(v) not in forecast.columns]
+            if missing:
+                raise ValueError(f"predict(quantiles={self.levels}) returned no column(s) {missing}")
+            q = np.stack([forecast[quantile_column(v)].to_numpy(float)[order] for v in self.levels], -1)
+            q = q.reshape(b, C, self.H, len(self.levels)).transpose(0, 2, 1, 3)  # (b, H, C, Q)
+        return values.transpose(0, 2, 1), q  # (b, H, C)

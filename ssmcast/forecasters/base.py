@@ -409,15 +409,19 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         finally:
             self.net_.cpu()
 
-    def predict_windows(self, context: np.ndarray) -> np.ndarray:
+    def predict_windows(self, context: np.ndarray, quantiles=None):
         """Point forecasts for many windows at once, in the data's units (as ``predict(df=window)`` gives them).
 
         ``context`` ``(n_windows, input_size, n_channels)`` -> ``(n_windows, horizon, n_channels)``. Only for
         models without covariates. Channel ``j`` is the fitted series ``ids_[j]`` (the training series in order)
         and is scaled with that series' fitted scaler; a model fitted on one series (or with ``scaler=None``)
-        takes any number of channels.
+        takes any number of channels. With ``quantiles`` (levels, as ``predict`` takes them) it returns
+        ``(point, q)``, ``q`` of shape ``(n_windows, horizon, n_channels, n_levels)`` (levels ascending).
         """
         check_is_fitted(self, "net_")
+        levels = [] if quantiles is None else check_quantiles(quantiles)
+        if levels:  # the levels this loss can give (the same check as predict's)
+            self.loss_fn_.quantiles(next(self.net_.parameters()).new_zeros(1, 1, 1, self.loss_fn_.n_params), levels)
         past, future, static = self._columns()
         if past or future or static or self.calendar_features:
             raise ValueError("predict_windows takes target values only; this model uses covariates")
@@ -430,10 +434,15 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                 raise ValueError(f"context has {c} channels; this model was fitted on {len(self.ids_)} series")
             loc, scale = self.loc_[:, 0], self.scale_[:, 0]
             x = (context - loc) / scale
-            point, _ = self._predict_units(x.astype(np.float32), np.zeros((n, self.horizon, 0)), np.zeros((n, 0)), [])
+            point, q = self._predict_units(x.astype(np.float32), np.zeros((n, self.horizon, 0)), np.zeros((n, 0)),
+                                           levels)
             out = point * scale + loc
             self._check_finite_windows(out, x.transpose(0, 2, 1))
-            return out
+            if quantiles is None:
+                return out
+            q = q * scale[:, None] + loc[:, None]  # (n, h, c, Q)
+            self._check_finite_windows(q.reshape(n, self.horizon, -1), x.transpose(0, 2, 1).repeat(len(levels), 1))
+            return out, q
         if c == len(self.ids_):
             loc, scale = self.loc_[:, 0], self.scale_[:, 0]  # (c,): channel j is series ids_[j]
         elif len(self.ids_) == 1 or (np.all(self.loc_[:, 0] == 0) and np.all(self.scale_[:, 0] == 1)):
@@ -443,10 +452,15 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                              f"own scalers: give one channel per fitted series, in the order of ids_")
         x = ((context - loc) / scale).transpose(0, 2, 1).reshape(n * c, self.input_size, 1)
         no_future, no_static = np.zeros((n * c, self.horizon, 0)), np.zeros((n * c, 0))
-        point, _ = self._predict_units(x.astype(np.float32), no_future, no_static, [])
+        point, q = self._predict_units(x.astype(np.float32), no_future, no_static, levels)
         out = point.reshape(n, c, self.horizon).transpose(0, 2, 1) * scale + loc
         self._check_finite_windows(out, x.reshape(n, c, self.input_size))
-        return out
+        if quantiles is None:
+            return out
+        q = q.reshape(n, c, self.horizon, len(levels)).transpose(0, 2, 1, 3) * scale[:, None] + loc[:, None]
+        scaled = x.reshape(n, c, self.input_size).repeat(len(levels), 1)  # (n, c * Q, L), as q's columns below
+        self._check_finite_windows(q.reshape(n, self.horizon, -1), scaled)
+        return out, q
 
     @staticmethod
     def _check_finite_windows(out: np.ndarray, scaled: np.ndarray) -> None:

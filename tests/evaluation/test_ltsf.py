@@ -185,3 +185,66 @@ def test_etth1_every_window_matches_numpy(data_dir):
     # Zeng et al. 2023 (DLinear), "Repeat" on ETTh1-96: 1.295 / 0.713. Their test loader drops the last
     # window (drop_last, batch 32: 2784 windows give 1.29460); over all 2785 windows it is 1.29437.
     assert res.mse == pytest.approx(1.295, abs=1e-3) and res.mae == pytest.approx(0.713, abs=1e-3)
+
+
+def _probabilistic_reference(est, wide, split, input_size, horizon, levels):
+    """Window by window with predict(df=window, quantiles=levels), scored by ssmcast.evaluation's crps/coverage."""
+    from ssmcast.evaluation import coverage, crps
+
+    (a, b), _, (c, d) = split
+    values = wide.to_numpy()
+    z = (values - values[a:b].mean(0)) / values[a:b].std(0)
+    ys, qs = [], {q: [] for q in levels}
+    for start in range(c, d - horizon + 1):
+        history = pd.DataFrame({
+            "unique_id": np.repeat(wide.columns.to_numpy(), input_size),
+            "ds": np.tile(wide.index[start - input_size : start], len(wide.columns)),
+            "y": z[start - input_size : start].T.reshape(-1),
+        })  # fmt: skip
+        pred = est.predict(h=horizon, df=history, quantiles=levels).sort_values(["unique_id", "ds"])
+        target = pd.DataFrame(z[start : start + horizon], columns=wide.columns, index=wide.index[start : start + horizon])
+        ys.append(target.rename_axis("ds").reset_index().melt("ds", var_name="unique_id", value_name="y")
+                  .sort_values(["unique_id", "ds"])["y"].to_numpy())
+        for q in levels:
+            qs[q].append(pred[f"y_pred_q{q!r}"].to_numpy())
+    y = np.concatenate(ys)
+    q = {k: np.concatenate(v) for k, v in qs.items()}
+    return crps(y, q), coverage(y, q[levels[0]], q[levels[-1]])
+
+
+@pytest.mark.parametrize("kind", ["neural", "baseline"])
+def test_quantiles_give_crps_and_coverage_of_every_window(kind):
+    """evaluate_ltsf(quantiles=): the neural path (predict_windows with quantiles) and a baseline's predict(df=)
+    path both equal a window-by-window reference built from predict(df=window, quantiles=) and the metrics'
+    crps/coverage."""
+    from ssmcast import S4DForecaster
+    from ssmcast.backbones.s4 import S4DConfig
+    from ssmcast.baselines import NaiveForecaster
+
+    wide = synthetic()
+    levels = [0.1, 0.5, 0.9]
+    if kind == "neural":
+        est = S4DForecaster(input_size=12, horizon=6, loss="gaussian", max_epochs=1, batch_size=64, val_size=0,
+                            backbone=S4DConfig(d_model=8, n_layers=1, d_state=4), verbose=False, seed=0,
+                            accelerator="cpu")
+    else:
+        est = NaiveForecaster(horizon=6)
+    res = evaluate_ltsf(est, wide, input_size=12, horizon=6, split=SPLIT, batch_size=16, quantiles=levels)
+    assert res.quantiles == levels and set(res.probabilistic) == {"crps", "coverage_80"}
+    assert res.predict_mode == ("predict_windows" if kind == "neural" else "predict_batched_ids")
+    want_crps, want_cov = _probabilistic_reference(res.estimator, wide, SPLIT, 12, 6, levels)
+    assert res.probabilistic["crps"] == pytest.approx(want_crps, rel=1e-5)
+    assert res.probabilistic["coverage_80"] == pytest.approx(want_cov, abs=1e-12)
+    assert 0 < res.probabilistic["coverage_80"] < 1
+    plain = evaluate_ltsf(est, wide, input_size=12, horizon=6, split=SPLIT, batch_size=16)
+    assert plain.probabilistic == {} and plain.mse == pytest.approx(res.mse, rel=1e-6)
+
+
+def test_quantiles_a_model_cannot_give_are_an_error():
+    from ssmcast import S4DForecaster
+    from ssmcast.backbones.s4 import S4DConfig
+
+    est = S4DForecaster(input_size=12, horizon=6, loss="mse", max_epochs=1, val_size=0, verbose=False,
+                        backbone=S4DConfig(d_model=8, n_layers=1, d_state=4), accelerator="cpu")
+    with pytest.raises(ValueError, match="gaussian"):
+        evaluate_ltsf(est, synthetic(), input_size=12, horizon=6, split=SPLIT, quantiles=[0.1, 0.9])
