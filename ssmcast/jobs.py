@@ -110,6 +110,75 @@ def load_data(data: dict) -> tuple[pd.DataFrame, str]:
     return validate(frame, fill=data.get("fill")), name
 
 
+def partitioned_data(data: dict):
+    """``data.partitioned: true``: the Parquet dataset at ``data.path`` (a directory of files, each holding whole
+    series) as a lazy Dask DataFrame in the long format; nothing is read but its schema."""
+    from ssmcast.evaluation.partitioned import as_dask_frame
+
+    if data.get("format") != "parquet" or data.get("wide"):
+        raise JobError("data.partitioned=true reads a Parquet dataset in the long format (data=parquet, wide=false)")
+    path = Path(str(data.get("path") or "")).expanduser()
+    if not data.get("path") or not path.exists():
+        raise JobError(f"data.path={str(data.get('path'))!r}: no such Parquet dataset")
+    if data.get("channels") or data.get("fill"):
+        raise JobError("data.channels and data.fill are not applied to a partitioned dataset: prepare it beforehand")
+    ddf = as_dask_frame(path)
+    time_col, target_col, id_col = data.get("time_col", "ds"), data.get("target_col", "y"), data.get("id_col")
+    missing = [c for c in (id_col, time_col, target_col) if c and c not in ddf.columns]
+    if id_col is None or missing:
+        raise JobError(f"{path.name} needs its series, time and target columns (data.id_col, data.time_col, "
+                       f"data.target_col){f'; it has no {missing}' if missing else ''}; it has {list(ddf.columns)}")
+    ddf = ddf[[id_col, time_col, target_col]].rename(columns={id_col: "unique_id", time_col: "ds", target_col: "y"})
+    return ddf, data.get("name") or path.stem
+
+
+def _compare_partitioned(cfg, out: Path, resolved: dict, estimators: dict, horizon: int) -> float | None:
+    """``compare`` on a partitioned Parquet dataset: each partition evaluated where it lives (on the cluster of
+    ``+cluster.address``, else dask's local scheduler); the leaderboard from the gathered per-series scores."""
+    from ssmcast import tracking
+    from ssmcast.evaluation import compare
+
+    ddf, data_name = partitioned_data(resolved["data"])
+    metrics = [str(m) for m in cfg.metrics]
+    season = cfg.data.get("season_length")
+    if season is None and any(m in ("mase", "owa") for m in metrics):
+        raise JobError("data.season_length is needed for mase/owa on a partitioned dataset (its frequency is not "
+                       "inferred: the data stays where it is), e.g. data.season_length=24")
+    tags = {"ssmcast.command": cfg.command, "dataset": data_name, "dataset.partitions": ddf.npartitions,
+            "output_dir": str(out.resolve()), "git_commit": tracking.git_commit(), "device": tracking.device_name()}
+    tracker = tracking.RunTracker(resolved["tracking"], out, f"compare-{data_name}", tags,
+                                  parent_run_id=os.environ.get(tracking.PARENT_ENV))
+    tracker.start()
+    tracker.log_params(tracking.flatten({k: v for k, v in resolved.items() if k != "tracking"}))
+    tracker.log_artifact(out / "config.yaml")
+    failed, error = True, None
+    try:
+        board = compare(estimators, ddf, horizon=horizon, n_windows=int(cfg.n_windows), metrics=metrics,
+                        quantiles=cfg.get("quantiles"), season_length=None if season is None else int(season))
+        paths = board.save(out)
+        for _, row in board.table.iterrows():
+            tracker.log_metrics({f"{row['model']}/{c}": row[c] for c in [*board.metrics, "fit_time_s", "predict_time_s"]
+                                 if isinstance(row[c], (int, float)) and math.isfinite(row[c])})
+        for path in paths:
+            tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
+        _print_table(f"{data_name} ({ddf.npartitions} partitions): backtest over {cfg.n_windows} window(s) of "
+                     f"horizon {horizon}", board.table, out, tracker)
+        failed_models = board.table.loc[board.table["error"].astype(bool), ["model", "error"]]
+        for _, row in failed_models.iterrows():
+            print(f"  {row['model']} failed: {row['error']}")
+        if len(failed_models) == len(board.table):
+            raise JobError(f"every model failed ({', '.join(failed_models['model'])}); the leaderboard with "
+                           f"their errors is in {out}")
+        failed = False
+        first = board.metrics[0] if board.metrics else None
+        return None if first is None or board.table[first].isna().all() else float(board.table[first].iloc[0])
+    except BaseException as err:
+        error = err
+        raise
+    finally:
+        tracker.finish(failed=failed, error=error)
+
+
 def frame_checksum(frame: pd.DataFrame) -> str:
     """sha256 of the frame's content (ids, stamps, values): the data a run actually used."""
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
@@ -478,6 +547,8 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
         raise JobError(f"models lists a model twice: {names}")
     horizon = _check_horizon(cfg)
     estimators = {name: build_model(model_config(name, cfg), cfg.get("quick", False), check=False) for name in names}
+    if resolved["data"].get("partitioned"):
+        return _compare_partitioned(cfg, out, resolved, estimators, horizon)
     frame, data_name = load_data(resolved["data"])
     if cfg.get("quick"):
         frame = quick_data(frame, resolved)

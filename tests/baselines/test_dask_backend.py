@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import distributed  # a dev dependency (pyproject): never skipped
@@ -199,3 +200,36 @@ def test_a_partitioned_panel_is_refused_clearly_where_it_cannot_work(tmp_path):
     got = backtest(SeasonalNaiveForecaster(), by_series(df, 2), horizon=6).compute()  # the local scheduler works
     pd.testing.assert_frame_equal(got.sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True),
                                   backtest(SeasonalNaiveForecaster(), df, horizon=6))
+
+
+def test_the_cli_compares_a_partitioned_parquet_dataset_on_the_cluster(cluster, tmp_path):
+    """`ssmcast compare data=parquet data.partitioned=true data.path=DIR +cluster.address=...`: every partition's
+    backtests run on the cluster and the leaderboard equals compare() on the collected panel."""
+    df = panel(n_series=6, length=100, seed=5).rename(columns={"unique_id": "store", "ds": "time", "y": "sales"})
+    path = tmp_path / "panel"
+    ddf = by_series(df.rename(columns={"store": "unique_id"}), 3).rename(columns={"unique_id": "store"})
+    with warnings.catch_warnings():  # dask 2026.8's writer uses inplace=True, deprecated by pandas 3.1
+        warnings.filterwarnings("ignore", message=".*inplace keyword in DataFrame.*is deprecated")
+        ddf.to_parquet(str(path))
+    before = tasks_run(cluster, "_compare_part")
+    cmd = [sys.executable, "-m", "ssmcast.cli", "compare", "data=parquet", f"data.path={path}", "data.partitioned=true",
+           "data.id_col=store", "data.time_col=time", "data.target_col=sales", "data.season_length=24", "horizon=12",
+           "n_windows=2", "models=[seasonal_naive,naive2]", "metrics=[smape,mase,owa]", "tracking=none",
+           f"+cluster.address={cluster.scheduler_address}", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert tasks_run(cluster, "_compare_part") > before
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    from ssmcast.baselines import Naive2Forecaster
+
+    local = compare({"seasonal_naive": SeasonalNaiveForecaster(season_length=24),
+                     "naive2": Naive2Forecaster(season_length=24)},
+        df.rename(columns={"store": "unique_id", "time": "ds", "sales": "y"}), horizon=12, n_windows=2,
+        metrics=["smape", "mase", "owa"], season_length=24)
+    cols = ["model", "smape", "mase", "owa"]
+    pd.testing.assert_frame_equal(board[cols], local.table[cols], check_exact=False, rtol=1e-9)
+    bad = [sys.executable, "-m", "ssmcast.cli", "compare", "data=parquet", f"data.path={path}",
+           "data.partitioned=true", "data.id_col=store", "data.time_col=time", "data.target_col=sales",
+           "models=[seasonal_naive]", "metrics=[mase]", "tracking=none", f"hydra.run.dir={tmp_path / 'bad'}"]
+    done = subprocess.run(bad, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode != 0 and "data.season_length is needed" in done.stdout + done.stderr

@@ -202,7 +202,8 @@ def _probabilistic_reference(est, wide, split, input_size, horizon, levels):
             "y": z[start - input_size : start].T.reshape(-1),
         })  # fmt: skip
         pred = est.predict(h=horizon, df=history, quantiles=levels).sort_values(["unique_id", "ds"])
-        target = pd.DataFrame(z[start : start + horizon], columns=wide.columns, index=wide.index[start : start + horizon])
+        rows = slice(start, start + horizon)
+        target = pd.DataFrame(z[rows], columns=wide.columns, index=wide.index[rows])
         ys.append(target.rename_axis("ds").reset_index().melt("ds", var_name="unique_id", value_name="y")
                   .sort_values(["unique_id", "ds"])["y"].to_numpy())
         for q in levels:
