@@ -56,7 +56,9 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, L, hd)
         sd = state_dtype(self.qkv.weight)
-        return self.out_proj(y.transpose(1, 2).flatten(-2)), (k.to(sd), v.to(sd))  # (B, L, d_model)
+        # contiguous: views into the qkv projection would keep all of it alive (and slow the first step)
+        cache = (k.to(sd).contiguous(), v.to(sd).contiguous())
+        return self.out_proj(y.transpose(1, 2).flatten(-2)), cache  # (B, L, d_model)
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """An empty key/value cache ``(B, n_heads, 0, head_dim)`` twice."""
