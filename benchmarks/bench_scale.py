@@ -1,4 +1,5 @@
-"""Scale benchmark (issue #36): the naive family, ETS/ARIMA overhead and backtest on large synthetic panels.
+"""Scale benchmark (issue #36): the naive family, ETS/ARIMA overhead, backtest and the neural path (S4D data
+preparation, update(), predict(df=), a fit's memory) on large synthetic panels.
 
 Each measurement runs in its own Python process (no warm caches shared between them), on a synthetic hourly
 long panel of ``--length`` points a series (level 10 plus daily seasonality and noise, one fixed seed). With
@@ -8,9 +9,13 @@ checkout or ``git worktree`` of an older commit), so old and new are timed side 
     git worktree add /tmp/old 4ae62c0^            # the code before issue #36
     python benchmarks/bench_scale.py --n 1000 10000 --tree /tmp/old
     python benchmarks/bench_scale.py --n 100000 --work seasonal_naive naive
+    python benchmarks/bench_scale.py --n 10000 30000 100000 --work s4d_streaming --rounds 2   # neural, slope
+    python benchmarks/bench_scale.py --n 100000 --work s4d_fit_memory --tree /tmp/old        # peak RSS of a fit
 
-Prints one line per measurement (work, series, code, seconds, peak RSS) and the machine (CPU, cores, load).
-The machine is what it is: read the ratios of one run, not the seconds of different runs.
+Prints one line per measurement (work, series, code, seconds, peak RSS; a work's own memory figures where it
+measures them) and the machine (CPU, cores, load); with several ``--n``, the log-log slope of each phase's seconds
+in the number of series (``--rounds R``: every size measured R times, a round over all sizes at a time, the least
+kept). The machine is what it is: read the ratios of one run, not the seconds of different runs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,20 +65,75 @@ WORK = {
         check = float(out["y_pred"].sum())
     """,
     "s4d_prepare_update": """
-        # the neural path at scale: data preparation (a fit of a few batches), then the first update(), which
-        # builds every series' recurrent state from its history (revin=False: the O(1)-per-step streaming mode)
+        # the neural path at scale: data preparation (a fit of a few batches: "prepare" is the fit outside
+        # lightning's Trainer.fit, "train" the 5 batches inside it; lightning is imported before the clock starts),
+        # then the first update(), which builds every series' recurrent state from its history (revin=False: the
+        # O(1)-per-step streaming mode), then a second update()
+        import lightning
         from ssmcast import S4DForecaster
         from ssmcast.backbones.s4 import S4DConfig
+        inside = _wrap([(lightning.Trainer, "fit")])
         est = S4DForecaster(input_size=48, horizon=24, max_epochs=1, revin=False, val_size=0, verbose=False,
                             accelerator="cpu", precision="32", backbone=S4DConfig(d_model=16, n_layers=1, d_state=8),
                             trainer_kwargs={"limit_train_batches": 5})
-        t = time.perf_counter(); est.fit(df); seconds["fit"] = time.perf_counter() - t
+        t = time.perf_counter(); est.fit(df); fit = time.perf_counter() - t
+        seconds["prepare"], seconds["train"] = fit - inside[0], inside[0]
         last = df.groupby("unique_id", sort=False).tail(1)
         new = last.assign(ds=last["ds"] + pd.Timedelta(hours=1), y=last["y"])
         t = time.perf_counter(); out = est.update(new); seconds["first_update"] = time.perf_counter() - t
         t = time.perf_counter(); out = est.update(new.assign(ds=new["ds"] + pd.Timedelta(hours=1)))
         seconds["second_update"] = time.perf_counter() - t
         check = float(out["y_pred"].abs().sum())
+    """,
+    "s4d_streaming": """
+        # what a running S4D model costs per call, for the slope in the number of series: a later update() (one
+        # row a series, the states already built), predict(df=history) from the last input_size rows, and
+        # predict(df=history, context="full") (every state from the whole history). Fit and the first two updates
+        # untimed; each call timed 3 times in the process, the least kept (the machine's load comes and goes)
+        import lightning
+        from ssmcast import S4DForecaster
+        from ssmcast.backbones.s4 import S4DConfig
+        est = S4DForecaster(input_size=48, horizon=24, max_epochs=1, revin=False, val_size=0, verbose=False,
+                            accelerator="cpu", precision="32", backbone=S4DConfig(d_model=16, n_layers=1, d_state=8),
+                            trainer_kwargs={"limit_train_batches": 5})
+        est.fit(df)
+        last = df.groupby("unique_id", sort=False).tail(1)
+        rows = [last.assign(ds=last["ds"] + pd.Timedelta(hours=k)) for k in range(1, 6)]
+        est.update(rows[0])
+        est.update(rows[1])
+        seconds["later_update"] = float("inf")
+        for new in rows[2:]:
+            t = time.perf_counter(); out = est.update(new)
+            seconds["later_update"] = min(seconds["later_update"], time.perf_counter() - t)
+        history = pd.concat([df, *rows]).sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
+        for name, context in (("predict_df", "window"), ("predict_df_full", "full")):
+            seconds[name] = float("inf")
+            for _ in range(3):
+                t = time.perf_counter(); pred = est.predict(df=history, context=context)
+                seconds[name] = min(seconds[name], time.perf_counter() - t)
+            check = float(pred["y_pred"].abs().sum())
+        check += float(out["y_pred"].abs().sum())
+    """,
+    "s4d_fit_memory": """
+        # peak resident memory of a fit (5 batches) against the frame's own (df.memory_usage(deep=True)): the
+        # process's high-water mark reset just before fit (Linux /proc/self/clear_refs), and the RSS before fit
+        # (interpreter, torch, lightning, the frame)
+        import lightning
+        from ssmcast import S4DForecaster
+        from ssmcast.backbones.s4 import S4DConfig
+        est = S4DForecaster(input_size=48, horizon=24, max_epochs=1, revin=False, val_size=0, verbose=False,
+                            accelerator="cpu", precision="32", backbone=S4DConfig(d_model=16, n_layers=1, d_state=8),
+                            trainer_kwargs={"limit_train_batches": 5})
+        del y  # (the runner's values, a copy of the frame's)
+        import gc; gc.collect()
+        frame_mb = df.memory_usage(deep=True).sum() / 2**20
+        before_mb = _rss_mb()
+        _reset_peak()
+        t = time.perf_counter(); est.fit(df); seconds["fit"] = time.perf_counter() - t
+        peak = _peak_mb()
+        memory = {"frame_mb": frame_mb, "rss_before_fit_mb": before_mb, "fit_peak_mb": peak,
+                  "fit_peak_over_frame": peak / frame_mb, "fit_growth_over_frame": (peak - before_mb) / frame_mb}
+        check = float(est.loc_.sum())
     """,
     "ets_overhead": """
         # ssmcast's own cost around statsmodels: the time inside statsmodels' ETS calls (outermost ones, measured
@@ -119,6 +181,21 @@ df = pd.DataFrame({{"unique_id": np.repeat([f"s{{i:07d}}" for i in range(n)], le
                    "ds": np.tile(pd.date_range("2020-01-01", periods=length, freq="h").to_numpy(), n),
                    "y": y.ravel()}})
 seconds = {{}}
+memory = {{}}
+
+
+def _rss_mb():  # resident memory now, MB
+    return int(open("/proc/self/statm").read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_peak():  # restart the high-water mark of resident memory (Linux) at the current RSS
+    open("/proc/self/clear_refs", "w").write("5")
+
+
+def _peak_mb():  # the high-water mark of resident memory since the last _reset_peak (else since start), MB
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
 
 
 def _wrap(methods):  # time spent inside the given methods (outermost calls only): a one-element list of seconds
@@ -144,7 +221,8 @@ def _wrap(methods):  # time spent inside the given methods (outermost calls only
 {work}
 import ssmcast, json
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": seconds, "check": check, "peak_mb": peak_mb, "ssmcast": ssmcast.__file__}}))
+print(json.dumps({{"seconds": seconds, "check": check, "peak_mb": peak_mb, "memory": memory,
+                  "ssmcast": ssmcast.__file__}}))
 """
 
 
@@ -165,6 +243,10 @@ def main() -> None:
                         choices=sorted(WORK))
     parser.add_argument("--tree", type=Path, default=None, help="another checkout to time side by side")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every size this many times, a round over all sizes at a time (slopes: least)")
+    parser.add_argument("--other-max-n", type=int, default=None,
+                        help="run --tree's code only up to this many series (old code can take hours at 100k)")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()},"
@@ -172,21 +254,36 @@ def main() -> None:
     print(f"# panels: hourly, {args.length} points a series; each measurement in its own process")
     print("work | series | code | phases (s) | total s | per series ms | peak MB | check")
     trees = [("this", ROOT)] + ([("other", args.tree.resolve())] if args.tree else [])
-    for n in args.n:
+    timings: dict = {}  # (work, code, phase) -> {n: least seconds over the rounds}
+    for n in [n for _ in range(args.rounds) for n in args.n]:  # rounds over every size: load drifts hit them all
         for work in args.work:
             totals = {}
             for label, tree in trees:
+                if label == "other" and args.other_max_n is not None and n > args.other_max_n:
+                    continue
                 out = run(work, n, args.length, tree, args.threads)
                 if "error" in out:
                     print(f"{work} | {n} | {label} | error: {out['error']}", flush=True)
                     continue
                 total = sum(out["seconds"].values())
                 totals[label] = total
+                for phase, value in out["seconds"].items():
+                    by_n = timings.setdefault((work, label, phase), {})
+                    by_n[n] = min(by_n.get(n, value), value)
                 phases = ", ".join(f"{k} {v:.2f}" for k, v in out["seconds"].items())
                 print(f"{work} | {n} | {label} | {phases} | {total:.2f} | {1000 * total / n:.3f} | "
                       f"{out['peak_mb']:.0f} | {out['check']:.6g}", flush=True)
+                if out.get("memory"):
+                    shown = ", ".join(f"{k} {v:.2f}" for k, v in out["memory"].items())
+                    print(f"{work} | {n} | {label} | memory: {shown}", flush=True)
             if len(totals) == 2 and totals["this"] > 0:
                 print(f"{work} | {n} | ratio other/this | {totals['other'] / totals['this']:.1f}x", flush=True)
+    for (work, label, phase), by_n in timings.items():  # growth with the number of series: log-log slope
+        if len(by_n) >= 2:
+            ns = sorted(by_n)
+            slope = np.polyfit(np.log(ns), np.log([max(by_n[n], 1e-9) for n in ns]), 1)[0]
+            print(f"# slope | {work} | {label} | {phase} | series {ns} | seconds "
+                  f"{[round(by_n[n], 3) for n in ns]} | log-log slope {slope:.3f}", flush=True)
     print(f"# load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

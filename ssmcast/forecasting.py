@@ -53,7 +53,7 @@ def forecast_frame(
     unique_id: Iterable, ds: Iterable, y_pred: Iterable, quantiles: Mapping[float, Iterable] | None = None
 ) -> pd.DataFrame:
     """The long forecast frame ``unique_id, ds, y_pred[, y_pred_q{q}...]`` (quantile columns ascending)."""
-    ids = unique_id if isinstance(unique_id, np.ndarray) else list(unique_id)
+    ids = unique_id if isinstance(unique_id, (np.ndarray, pd.api.extensions.ExtensionArray)) else list(unique_id)
     stamps = pd.Series(ds.array if isinstance(ds, pd.Index) else ds if isinstance(ds, np.ndarray) else list(ds))
     columns = {"unique_id": pd.Series(ids, dtype=str), "ds": stamps, "y_pred": np.asarray(y_pred, float)}
     for q in sorted(quantiles or {}):  # every column at once: one block, not one insert per level

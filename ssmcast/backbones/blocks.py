@@ -19,6 +19,8 @@ ends with a norm. Both keep the mixer interface, so a stack is itself a mixer.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -58,15 +60,28 @@ class MLP(nn.Module):
         return self.fc2(self.dropout(nn.functional.gelu(self.fc1(x))))
 
 
-def prefill(mixer: nn.Module, x: torch.Tensor):
-    """``(y (B, L, H), state after x)`` from ``mixer.prefill``, or by unrolling ``step`` if it has none."""
+def prefill(mixer: nn.Module, x: torch.Tensor, last: bool = False):
+    """``(y (B, L, H), state after x)`` from ``mixer.prefill``, or by unrolling ``step`` if it has none.
+
+    ``last=True``: ``y`` only at the last step, ``(B, 1, H)`` (what a forecast from the state needs). A mixer
+    whose ``prefill`` takes ``last`` computes it from the state alone (S4/S4D: no convolution over the history,
+    issue #36); for the others it is the last step of the whole output."""
     if hasattr(mixer, "prefill"):
-        return mixer.prefill(x)
+        if last and _takes_last(type(mixer)):
+            return mixer.prefill(x, last=True)
+        y, state = mixer.prefill(x)
+        return (y[:, -1:] if last else y), state
     state, ys = mixer.initial_state(x.shape[0]), []
     for t in range(x.shape[1]):
         y_t, state = mixer.step(x[:, t], state)  # (B, H)
         ys.append(y_t)
-    return torch.stack(ys, 1), state  # (B, L, H)
+    y = torch.stack(ys, 1)  # (B, L, H)
+    return (y[:, -1:] if last else y), state
+
+
+@functools.cache
+def _takes_last(cls: type) -> bool:
+    return "last" in inspect.signature(cls.prefill).parameters
 
 
 class ResidualBlock(nn.Module):
@@ -103,9 +118,9 @@ class ResidualBlock(nn.Module):
             x = x + self.dropout(self.mlp(self.norm2(x)))
         return x, state
 
-    def prefill(self, x: torch.Tensor):
-        y, state = prefill(self.mixer, self.norm(x))  # (B, L, H)
-        x = x + self.dropout(y)
+    def prefill(self, x: torch.Tensor, last: bool = False):
+        y, state = prefill(self.mixer, self.norm(x), last)  # (B, L | 1, H)
+        x = (x[:, -1:] if last else x) + self.dropout(y)
         if self.mlp is not None:
             x = x + self.dropout(self.mlp(self.norm2(x)))
         return x, state
@@ -135,10 +150,12 @@ class SequenceStack(nn.Module):
             new_state.append(s)
         return self.norm_f(x), new_state
 
-    def prefill(self, x: torch.Tensor):
+    def prefill(self, x: torch.Tensor, last: bool = False):
+        """``(y (B, L, H), states)``; ``last=True``: ``y`` at the last step only ``(B, 1, H)`` (the last block
+        computes no other; the earlier ones feed it every step)."""
         states = []
-        for block in self.blocks:
-            x, s = prefill(block, x)  # (B, L, H)
+        for i, block in enumerate(self.blocks):
+            x, s = prefill(block, x, last and i == len(self.blocks) - 1)  # (B, L, H)
             states.append(s)
         return self.norm_f(x), states
 

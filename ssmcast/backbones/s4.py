@@ -194,14 +194,23 @@ class S4(nn.Module):
         """Terms a subclass adds to the convolution's output ``y (B, channels, H, L)`` of ``u (B, H, L)`` (none)."""
         return y
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward`` plus the state after ``x`` (as :meth:`step` keeps it), in parallel over time."""
+    def prefill(self, x: torch.Tensor, last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` plus the state after ``x`` (as :meth:`step` keeps it), in parallel over time.
+
+        The state is a linear map of the history (:func:`lti_final_state`). ``last=True``: the output at the last
+        step only, ``(B, 1, H)``, read out of that state as :meth:`step` does (no convolution over the history)."""
         if self.bidirectional:
             raise RuntimeError("a bidirectional S4 layer is non-causal and has no recurrent state")
-        y = self.forward(x)  # (B, L, H)
+        last = last and type(self)._extra_terms is S4._extra_terms  # a subclass's extra terms: the full forward
+        y = None if last else self.forward(x)  # (B, L, H)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            dA, dB, _, _ = self._step_params()
-            state = lti_final_state(dA, dB, x.transpose(1, 2).to(self.log_dt.dtype))  # (B, H, N2 | N)
+            dA, dB, C, D = self._step_params()
+            u = x.transpose(1, 2).to(self.log_dt.dtype)  # (B, H, L)
+            state = lti_final_state(dA, dB, u)  # (B, H, N2 | N)
+            if last:
+                y = self._readout(state, u[..., -1], C, D)  # (B, channels, H)
+        if last:
+            y = self._output(y.reshape(x.shape[0], -1))[:, None]  # (B, 1, H)
         return y, state
 
     # ----- recurrent mode -----------------------------------------------------------------------------
@@ -270,12 +279,18 @@ class S4(nn.Module):
             u = x.to(self.log_dt.dtype)  # (B, H)
             if self.mode == "diag":
                 state = dA * state + dB * u[..., None]  # (B, H, N2)
-                y = 2 * torch.einsum("bhn,chn->bch", state, C).real  # (B, channels, H)
             else:
                 state = (dA @ state[..., None])[..., 0] + dB * u[..., None]  # (B, H, N)
-                y = torch.einsum("bhn,chn->bch", state, C)  # (B, channels, H)
-            y = y + D * u[:, None]  # (B, channels, H)
+            y = self._readout(state, u, C, D)  # (B, channels, H)
         return self._output(y.reshape(x.shape[0], -1)), state
+
+    def _readout(self, state: torch.Tensor, u: torch.Tensor, C: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+        """The SSM's output ``(B, channels, H)`` at a step from its state and input ``u (B, H)``."""
+        if self.mode == "diag":
+            y = 2 * torch.einsum("bhn,chn->bch", state, C).real  # (B, channels, H)
+        else:
+            y = torch.einsum("bhn,chn->bch", state, C)  # (B, channels, H)
+        return y + D * u[:, None]  # (B, channels, H)
 
 
 @dataclasses.dataclass

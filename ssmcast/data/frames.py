@@ -202,7 +202,9 @@ def to_long(data, *, id_col: str = ID, time_col: str = TIME, target_col: str = T
             null_id = ids.isna()
             ids = ids.astype(str)
             ids[null_id] = np.nan  # keep missing ids missing so validate() can name them
-        out = pd.DataFrame({ID: ids, TIME: _as_time(data[time_col], f"column {time_col!r}")})
+        # copy=False: _as_time's stamps are already a copy (a dict of columns is copied again by default: a second
+        # copy of every stamp, issue #36); the caller's columns set below stay theirs (copy-on-write)
+        out = pd.DataFrame({ID: ids, TIME: _as_time(data[time_col], f"column {time_col!r}")}, copy=False)
         for src, col in [(target_col, TARGET), *((c, c) for c in extra)]:
             out[col] = data[src].reset_index(drop=True)  # copy-on-write: the caller's frame stays intact
         return _sorted(out)
@@ -399,24 +401,39 @@ def infer_freq(df) -> str | int:
     return _infer_freq_long(to_long(df))
 
 
+def _series_chunks(lengths: np.ndarray, rows: int = 1 << 20):
+    """``(first, last, a, b)``: series ``first:last`` of a sorted panel, its rows ``a:b``, about ``rows`` rows a
+    chunk (whole series): work over every row of a large panel in chunks keeps its temporaries small (issue #36)."""
+    ends = np.cumsum(lengths)
+    first, a = 0, 0
+    while first < len(lengths):
+        last = max(first + 1, int(np.searchsorted(ends, a + rows, side="right")))
+        b = int(ends[last - 1])
+        yield first, last, a, b
+        first, a = last, b
+
+
 def _even_steps(ds: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per series: its constant step (in the stamps' integer unit) when it has >= 3 evenly spaced stamps, else 0.
-    The minimum and maximum of each series' differences by one ``reduceat`` over one array of differences, no
-    Python per series (issue #36: per-series frequency inference was 90 % of a 20k-series baseline fit)."""
+    The minimum and maximum of each series' differences by one ``reduceat`` over the differences of a chunk of
+    whole series, no Python per series (issue #36: per-series frequency inference was 90 % of a 20k-series baseline
+    fit)."""
     steps = np.zeros(len(starts), np.int64)
-    many = np.flatnonzero(lengths >= 3)
-    if len(many) == 0:
-        return steps
-    # diff[i] = ds[i + 1] - ds[i]; series k owns diff[start_k : end_k - 1]
-    diff = np.diff(ds.view(np.int64) if ds.dtype.kind == "M" else ds.astype(np.int64))
-    # reduceat over the segments [start_k, start_k + length_k - 1) of the series with >= 3 stamps: the segments
-    # are cut at their own starts, and a segment's end is the next index given, so the boundary differences
-    # (between series) are excluded by giving every segment's end as an index too
-    cuts = np.stack([starts[many], starts[many] + lengths[many] - 1], axis=1).ravel()  # (2 * n_many,)
-    low = np.minimum.reduceat(diff, cuts[cuts < len(diff)])[::2]
-    high = np.maximum.reduceat(diff, cuts[cuts < len(diff)])[::2]
-    even = (low > 0) & (low == high)
-    steps[many[even]] = low[even]
+    raw = ds.view(np.int64) if ds.dtype.kind == "M" else ds
+    for first, last, a, b in _series_chunks(lengths):
+        many = first + np.flatnonzero(lengths[first:last] >= 3)
+        if len(many) == 0:
+            continue
+        # diff[i] = ds[a + i + 1] - ds[a + i]; series k owns diff[start_k - a : end_k - a - 1]
+        diff = np.diff(raw[a:b].astype(np.int64, copy=False))
+        # reduceat over the segments [start_k, start_k + length_k - 1) of the series with >= 3 stamps: the segments
+        # are cut at their own starts, and a segment's end is the next index given, so the boundary differences
+        # (between series) are excluded by giving every segment's end as an index too
+        cuts = np.stack([starts[many] - a, starts[many] - a + lengths[many] - 1], axis=1).ravel()  # (2 * n_many,)
+        low = np.minimum.reduceat(diff, cuts[cuts < len(diff)])[::2]
+        high = np.maximum.reduceat(diff, cuts[cuts < len(diff)])[::2]
+        even = (low > 0) & (low == high)
+        steps[many[even]] = low[even]
     return steps
 
 
@@ -514,11 +531,14 @@ def _check_grid(frame: pd.DataFrame, offset, bounds: tuple[np.ndarray, np.ndarra
     gaps = []
     if step is not None and len(frame):  # fixed step: index arithmetic over the whole panel at once
         raw = values if integer else values.astype(f"M8[{unit}]", copy=False).view(np.int64)  # (rows,), no copy
-        delta = raw - np.repeat(raw[starts], lengths)  # offset of each row from its series' first stamp
-        on = delta % step == 0
-        off_grid = ~on
-        on_count = np.add.reduceat(on.astype(np.int64), starts)
-        n_missing = delta[starts + lengths - 1] // step + 1 - on_count  # (series,)
+        n_missing = np.zeros(len(starts), np.int64)
+        for first, last, a, b in _series_chunks(lengths):  # a chunk of whole series at a time: small temporaries
+            length = lengths[first:last]
+            delta = raw[a:b] - np.repeat(raw[starts[first:last]], length)  # offset of each row from its series' first
+            on = delta % step == 0
+            off_grid[a:b] = ~on
+            on_count = np.add.reduceat(on, starts[first:last] - a, dtype=np.int64)
+            n_missing[first:last] = delta[starts[first:last] - a + length - 1] // step + 1 - on_count  # (series,)
         suspects = np.flatnonzero(n_missing != 0)  # only these need the slow path below
     else:
         suspects = np.arange(len(starts))
@@ -708,8 +728,8 @@ def validate_long(
             raise ValueError(f"covariate column(s) {missing} not found; the frame has extra columns {extra}")
         frame = frame[[ID, TIME, TARGET, *covariates]]
         extra = covariates
-    frame = frame.copy()
-    frame[TARGET] = _numeric(frame, TARGET, "target y")
+    frame = frame.copy(deep=False)  # copy-on-write: columns replaced below never reach the caller's frame, and
+    frame[TARGET] = _numeric(frame, TARGET, "target y")  # a deep copy doubled a 100k-series fit's peak (#36)
     for col in extra:
         frame[col] = _numeric(frame, col, f"covariate {col!r} (select covariates with covariates=[...])")
 

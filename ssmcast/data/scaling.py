@@ -14,9 +14,22 @@ import pandas as pd
 
 from ssmcast.data.frames import ID, TARGET, _quote, to_long
 
-__all__ = ["SCALERS", "SeriesScaler"]
+__all__ = ["SCALERS", "SeriesScaler", "location_scale"]
 
 SCALERS = ("standard", "robust")
+
+
+def location_scale(values: pd.DataFrame, keys, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-group ``loc`` and ``scale`` of the columns of ``values`` (rows grouped by ``keys``, groups sorted),
+    non-finite values ignored: mean and population std (``"standard"``) or median and IQR (``"robust"``). The
+    statistics :meth:`SeriesScaler.fit` computes; each group's depend on its own rows only, so a panel can be
+    done a chunk of whole series at a time with any keys that sort as the series do."""
+    values = values.astype("float64").replace([np.inf, -np.inf], np.nan)  # (N, K)
+    groups = values.groupby(keys, sort=True)
+    if method == "standard":
+        return groups.mean(), groups.std(ddof=0)
+    q = groups.quantile([0.25, 0.5, 0.75])
+    return q.xs(0.5, level=1), q.xs(0.75, level=1) - q.xs(0.25, level=1)
 
 
 class SeriesScaler:
@@ -52,14 +65,7 @@ class SeriesScaler:
             raise ValueError(f"scaler columns {missing} not in the frame (columns {list(frame.columns)})")
         if len(frame) == 0:
             raise ValueError("cannot fit a scaler on an empty frame")
-        values = frame[self.columns].astype("float64").replace([np.inf, -np.inf], np.nan)  # (N, K)
-        groups = values.groupby(frame[ID].astype(str).to_numpy(), sort=True)
-        if self.method == "standard":
-            loc, scale = groups.mean(), groups.std(ddof=0)
-        else:
-            q = groups.quantile([0.25, 0.5, 0.75])
-            loc = q.xs(0.5, level=1)
-            scale = q.xs(0.75, level=1) - q.xs(0.25, level=1)
+        loc, scale = location_scale(frame[self.columns], frame[ID].astype(str).to_numpy(), self.method)
         empty = loc.index[loc.isna().any(axis=1)]
         if len(empty):
             empty = _quote(map(repr, empty))

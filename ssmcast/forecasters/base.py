@@ -32,11 +32,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ssmcast.backbones.config import BackboneConfig
-from ssmcast.data.frames import ID, TARGET, future_timestamps, infer_freq, validate
+from ssmcast.data.frames import ID, TARGET, _bounds, future_timestamps, infer_freq, validate
 from ssmcast.data.windows import collate_windows
 from ssmcast.forecasters.persistence import SavedModel, load
-from ssmcast.forecasters.preparation import DataPreparation
-from ssmcast.forecasters.streaming import Streaming
+from ssmcast.forecasters.preparation import DataPreparation, _collector_paused, _ids_at
+from ssmcast.forecasters.streaming import Streaming, StreamStates, _distinct
 from ssmcast.forecasting import check_quantiles, forecast_frame
 
 __all__ = ["NeuralForecaster", "load"]
@@ -250,44 +250,48 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         min_len = self.input_size + self.horizon
         frame = self._validate_frame(df, "the training frame", min_length=1)
         self.freq_ = frame.attrs.get("freq") or infer_freq(frame)  # validate inferred it (None: one row each)
-        self.ids_ = list(pd.unique(frame[ID]))
+        starts, lengths = _bounds(frame)  # validated: sorted by id, one block of rows a series (issue #36: the
+        self.ids_ = _ids_at(frame, starts)  # panel's arrays, no groupby or map over every row's id)
         past, future, static = self._columns()
-        lengths = frame.groupby(ID, sort=False).size()
 
         held_out = 0
         if val_df is None:
             held_out = self.horizon if self.val_size is None else int(self.val_size)
             if held_out and (lengths < min_len + held_out).any():
                 held_out = 0 if self.val_size is None else held_out  # default: validate only when possible
-        short = lengths[lengths < min_len + held_out]
-        if len(short) == len(lengths):
+        short = lengths < min_len + held_out
+        if short.all():
             raise ValueError(
                 f"every series is shorter than input_size + horizon{' + val_size' if held_out else ''} = "
                 f"{min_len + held_out} (longest has {lengths.max()} rows): lower input_size/horizon or give more data"
             )
-        if len(short) and self.channel_mode == "mixed":
-            raise ValueError(f"series {list(short.index[:5])} are shorter than {min_len + held_out} rows")
-        train_rows = frame.groupby(ID, sort=False).cumcount() < frame[ID].map(lengths - held_out)
-        self._fit_scaler(frame[train_rows.to_numpy()], [TARGET, *past, *future])
+        if short.any() and self.channel_mode == "mixed":
+            raise ValueError(f"series {[self.ids_[i] for i in np.flatnonzero(short)[:5]]} are shorter than "
+                             f"{min_len + held_out} rows")
+        self._fit_scaler_panel(frame, lengths, lengths - held_out, [TARGET, *past, *future])
         self.static_values_ = {}
         if static:
-            per_series = frame.groupby(ID, sort=False)[static]
+            per_series = frame[static].groupby(np.repeat(np.arange(len(lengths)), lengths), sort=True)
             varying = [c for c in static if (per_series.nunique()[c] > 1).any()]
             if varying:
                 raise ValueError(f"static_features {varying} vary within a series; they must be constant per series")
-            table = per_series.first()
-            self.static_values_ = {uid: table.loc[uid].to_numpy(np.float32) for uid in self.ids_}
+            table = per_series.first().to_numpy(np.float32)  # (n_series, S): row i is series ids_[i]
+            self.static_values_ = dict(zip(self.ids_, table))
 
-        series = self._series_arrays(frame, self.ids_)
-        units = self._unit_inputs(series)
+        panel = None
+        if self.channel_mode == "independent":  # the whole panel at once: one float32 array, units are views of it
+            units, X, offsets = self._panel_units(frame, (starts, lengths))
+            panel = (X, offsets)
+        else:
+            units = self._unit_inputs(self._series_arrays(frame, self.ids_))
         self.n_targets_ = len(self.ids_) if self.channel_mode == "mixed" else 1
         self.n_inputs_ = units[0]["X"].shape[1]
         n_future = self.n_inputs_ - self._future_slice.start
         n_static = len(static)
 
-        cut = [len(u["X"]) - held_out for u in units]
-        train_units = [dict(u, X=u["X"][:c], ds=u["ds"][:c]) for u, c in zip(units, cut)]
-        train_set = self._windows(train_units)
+        cut = [max(len(u["X"]) - held_out, 0) for u in units]
+        # training targets end where the held-out part starts: the same windows as over the cut series, no copy
+        train_set = self._windows(units, panel=panel, target_range=np.stack([np.zeros(len(cut), np.int64), cut], 1))
         val_set = None
         if val_df is not None:
             val_frame = self._validate_frame(val_df, "val_df")
@@ -298,7 +302,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
             full = self._unit_inputs(self._series_arrays(validate(combined, freq=self.freq_), self.ids_))
             val_set = self._windows(full, first_target=[len(u["X"]) for u in units])
         elif held_out:
-            val_set = self._windows(units, first_target=cut)
+            val_set = self._windows(units, first_target=cut, panel=panel)
         if len(train_set) == 0:
             raise ValueError("no training window fits: lower input_size/horizon/val_size or give longer series")
         if val_set is not None and len(val_set) == 0:
@@ -365,7 +369,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         self.history_ = {i: u for i, u in enumerate(units)}
         self.net_ = net.cpu().eval()
         self.unit_of_ = {uid: i for i, u in enumerate(units) for uid in u["ids"]}
-        self.stream_ = {}
+        self.stream_ = StreamStates()
         self.n_train_windows_ = len(train_set)
         return self
 
@@ -475,6 +479,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                 "float32 arithmetic can carry. Check those values."
             )  # fmt: skip
 
+    @_collector_paused
     def predict(self, h: int | None = None, df=None, quantiles=None, context: str = "window", future_df=None):
         """Forecast ``h`` steps (default ``horizon``) after each series' end.
 
@@ -517,42 +522,53 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         return self._forecast(units, states, h, levels, future_df)
 
     def _forecast(self, units, states, h, levels, future_df) -> pd.DataFrame:
+        """Forecasts of every unit as arrays over the units (issue #36: no Python work per unit and block beyond
+        gathering their last rows; the known-in-advance inputs computed once per distinct series end)."""
         keys = list(units)
         n_blocks = math.ceil(h / self.horizon)
-        after = self._stamps_after([units[k]["ds"][-1] for k in keys], n_blocks * self.horizon)
-        ahead = {k: after[units[k]["ds"][-1]] for k in keys}
-        first_h = {last: stamps[:h] for last, stamps in after.items()}  # sliced once per distinct end
-        stamps = {k: first_h[units[k]["ds"][-1]] for k in keys}
+        lasts = [units[k]["ds"][-1] for k in keys]
+        distinct, ends = _distinct(lasts)  # ends (U,): each unit's distinct end
+        after = self._stamps_after(distinct, n_blocks * self.horizon)
         future_rows = self._future_rows(future_df)
         calendar_cache: dict = {}
-        futures = {k: self._future_block(units[k], ahead[k], future_rows, h, calendar_cache) for k in keys}
+        if self._columns()[1]:  # future covariates: each unit's own values
+            futures = np.stack([self._future_block(units[k], after[last], future_rows, h, calendar_cache)
+                                for k, last in zip(keys, lasts)])
+        else:  # calendar (or nothing): the same for every unit ending on the same stamp
+            first: dict = {}
+            for k, e in zip(keys, ends.tolist()):
+                first.setdefault(e, k)
+            per_end = np.stack([self._future_block(units[first[e]], after[last], {}, h, calendar_cache)
+                                for e, last in enumerate(distinct)])
+            futures = per_end[ends]  # (U, n_blocks * horizon, F)
+        static = np.stack([units[k]["static"] for k in keys]).astype(np.float32)
+        n_in = units[keys[0]]["X"].shape[1] if keys else self.n_inputs_
+        X = np.zeros((len(keys), self.input_size, n_in), np.float32)  # the last input_size rows: all a block needs
+        for j, k in enumerate(keys):  # (zero-padded in front when shorter, as _last_targets)
+            tail = units[k]["X"][-self.input_size :]
+            X[j, self.input_size - len(tail) :] = tail
         points = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_))
         quants = np.zeros((len(keys), n_blocks * self.horizon, self.n_targets_, len(levels)))
-        X = {k: units[k]["X"][-self.input_size :] for k in keys}  # all a block needs: cost flat in the history
         fs = self._future_slice
         for b in range(n_blocks):
             span = slice(b * self.horizon, (b + 1) * self.horizon)
-            fut = [futures[k][span] for k in keys]
-            static = [units[k]["static"] for k in keys]
+            fut = futures[:, span]
             if states is not None:
-                windows = [self._last_targets(X[k]) for k in keys] if self.linear_skip else None
-                point, quant = self._decode_hidden(states, fut, static, levels, windows)
+                windows = X[:, :, : self.n_targets_] if self.linear_skip else None
+                point, quant = self._decode_hidden(states.gather_z(keys), fut, static, levels, windows)
             else:
-                ctx = [X[k][-self.input_size :] for k in keys]
-                point, quant = self._predict_units(ctx, fut, static, levels)
+                point, quant = self._predict_units(X, fut, static, levels)
             points[:, span], quants[:, span] = point, quant
             if b + 1 < n_blocks:  # feed the point forecast back as observations
-                new_rows = {}
-                for j, k in enumerate(keys):
-                    rows = np.zeros((self.horizon, X[k].shape[1]), np.float32)
-                    rows[:, : self.n_targets_] = point[j]
-                    rows[:, fs] = fut[j]
-                    new_rows[k] = rows
-                    X[k] = np.concatenate([X[k], rows])
+                rows = np.zeros((len(keys), self.horizon, n_in), np.float32)
+                rows[:, :, : self.n_targets_] = point
+                rows[:, :, fs] = fut
+                X = np.ascontiguousarray(np.concatenate([X, rows], axis=1)[:, -self.input_size :])
                 if states is not None:
-                    states = self._run_steps(states, [new_rows[k] for k in keys])
+                    states, _ = self._run_steps(states, keys, list(rows))
         self._check_finite(keys, units, points[:, :h], quants[:, :h])
-        return self._to_frame(keys, units, stamps, points[:, :h], quants[:, :h], levels)
+        stamps = [after[last][:h] for last in distinct]  # sliced once per distinct end
+        return self._to_frame(keys, units, stamps, ends, points[:, :h], quants[:, :h], levels)
 
     def _check_finite(self, keys, units, *arrays) -> None:
         """No forecast is NaN or inf without an error naming the series and the cause (issue #32)."""
@@ -572,23 +588,29 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         """The ``n`` stamps after each distinct last stamp (panels mostly end on one: one date range for all)."""
         return {last: future_timestamps(last, self.freq_, n) for last in dict.fromkeys(lasts)}
 
-    def _to_frame(self, keys, units, stamps, points, quants, levels) -> pd.DataFrame:
-        ids, ds, y, q = [], [], [], {lv: [] for lv in levels}
+    def _to_frame(self, keys, units, stamps, ends, points, quants, levels) -> pd.DataFrame:
+        """The forecast frame: unit ``j``'s channel ``c`` is series ``units[keys[j]]["ids"][c]``, its stamps
+        ``stamps[ends[j]]``; rows in the order of ``ids_`` (one block of ``h`` rows a series, built as arrays)."""
         index = {uid: i for i, uid in enumerate(self.ids_)}
+        unit, channel, row, names = [], [], [], []
         for j, k in enumerate(keys):
             for c, uid in enumerate(units[k]["ids"]):
-                i = index[uid]
-                loc, scale = self.loc_[i, 0], self.scale_[i, 0]
-                ids += [uid] * len(stamps[k])
-                ds.append(stamps[k])  # the stamps as one index each (not boxed one by one: issue #36)
-                y.append(points[j, :, c] * scale + loc)
-                for n, lv in enumerate(levels):
-                    q[lv].append(quants[j, :, c, n] * scale + loc)
-        ds = [d if isinstance(d, pd.Index) else pd.Index(d) for d in ds]
-        ds = ds[0].append(ds[1:]) if ds else []
-        frame = forecast_frame(ids, ds, np.concatenate(y), {lv: np.concatenate(v) for lv, v in q.items()})
-        order = frame[ID].map(index)
-        return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+                unit.append(j)
+                channel.append(c)
+                row.append(index[uid])
+                names.append(uid)
+        unit, channel, row = np.asarray(unit, np.int64), np.asarray(channel, np.int64), np.asarray(row, np.int64)
+        order = np.argsort(row, kind="stable")  # the fitted series' order (a no-op for a frame sorted by id)
+        unit, channel, row, names = unit[order], channel[order], row[order], np.asarray(names, dtype=object)[order]
+        h = points.shape[1]
+        loc, scale = self.loc_[row, 0][:, None], self.scale_[row, 0][:, None]  # (P, 1)
+        y = points[unit, :, channel] * scale + loc  # (P, h)
+        q = {lv: (quants[unit, :, channel, n] * scale + loc).ravel() for n, lv in enumerate(levels)}
+        ds = [d if isinstance(d, pd.Index) else pd.Index(d) for d in stamps]
+        ds = ds[0].append(ds[1:]) if len(ds) > 1 else ds[0] if ds else pd.Index([])
+        positions = (np.asarray(ends, np.int64)[unit][:, None] * h + np.arange(h)).ravel()
+        ids = pd.array(names.tolist(), dtype="str").take(np.repeat(np.arange(len(names)), h))  # one string a series
+        return forecast_frame(ids, ds.take(positions), y.ravel(), q)
 
 
 def _with_defaults(init, defaults: dict):

@@ -84,6 +84,7 @@ class SavedModel:
 
     @classmethod
     def _from_saved(cls, params: dict, meta: dict, tensors: dict) -> SavedModel:
+        from ssmcast.forecasters.streaming import StreamStates
         from ssmcast.training.losses import ForecastLoss
         from ssmcast.training.module import ForecastNet
 
@@ -110,7 +111,7 @@ class SavedModel:
                                      n_location=est.loss_fn_.n_location)
         net.load_state_dict(tensors["state_dict"])
         est.net_ = net.eval()
-        est.stream_ = {}
+        est.stream_ = StreamStates()
         return est
 
 

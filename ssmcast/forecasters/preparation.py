@@ -8,15 +8,42 @@ whole panel with ``"mixed"``), and the training/validation windows over those un
 
 from __future__ import annotations
 
+import functools
+import gc
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ssmcast.data.frames import ID, TARGET, TIME, to_long, to_pandas, validate_long
-from ssmcast.data.scaling import SeriesScaler
+from ssmcast.data.frames import ID, TARGET, TIME, _bounds, _quote, _series_chunks, to_long, to_pandas, validate_long
+from ssmcast.data.scaling import SeriesScaler, location_scale
 from ssmcast.data.windows import BatchedWindows, SeriesPanel, WindowDataset
 from ssmcast.forecasters.features import calendar_features
+
+_NO_STATIC = np.zeros(0, np.float32)  # the (empty) static features of a unit without any, shared
+_NO_STATIC.flags.writeable = False
+
+
+def _collector_paused(method):
+    """``method`` with Python's cyclic garbage collector paused while it runs (and left as it was after).
+
+    The bookkeeping of a panel makes a few small containers a series (a unit's dict, its id list, ...), all of
+    them kept; with the collector on, its full collections walk every live object again each time a quarter as
+    many new ones appeared: at 100k series about a third of an ``update()``, and the reason its cost grew faster
+    than the number of series from 10k to 100k (issue #36). This bookkeeping makes no reference cycles of its own:
+    what the collector would free is freed by reference counting anyway, and the rest waits for its next pass."""
+
+    @functools.wraps(method)
+    def paused(*args, **kwargs):
+        if not gc.isenabled():
+            return method(*args, **kwargs)
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
 
 
 class DataPreparation:
@@ -46,6 +73,85 @@ class DataPreparation:
         scaler = SeriesScaler(self.scaler, columns=value_cols).fit(train)
         rows = scaler.series_index(np.asarray(self.ids_, dtype=object))
         self.loc_, self.scale_ = scaler.loc_[rows], scaler.scale_[rows]
+
+    def _fit_scaler_panel(self, frame: pd.DataFrame, lengths: np.ndarray, train: np.ndarray,
+                          value_cols: list[str]) -> None:
+        """:meth:`_fit_scaler` on the first ``train[i]`` rows of each series ``i`` of the validated frame (issue #36):
+        the same statistics (pandas' group kernels, run on whole series a chunk at a time with integer keys) without
+        the copy of the training rows and the ``unique_id`` strings as Python objects that cost ~6x the frame."""
+        if self.scaler is None:
+            self._fit_scaler(frame, value_cols)  # (no statistics: loc 0, scale 1)
+            return
+        if (train <= 0).any():  # series without training rows: the reference raises for them, naming them
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            position = np.arange(len(frame)) - np.repeat(starts, lengths)
+            self._fit_scaler(frame[position < np.repeat(train, lengths)], value_cols)
+            return
+        columns = [frame[c].to_numpy(np.float64) for c in value_cols]
+        loc = np.empty((len(lengths), len(value_cols)))
+        scale = np.empty((len(lengths), len(value_cols)))
+        for first, last, a, b in _series_chunks(lengths):
+            n_rows = train[first:last]
+            keys = np.repeat(np.arange(first, last), n_rows)
+            if (n_rows == lengths[first:last]).all():
+                rows = slice(a, b)
+            else:  # the first train[i] rows of each series of the chunk
+                offset = np.repeat(np.cumsum(lengths[first:last]) - lengths[first:last] - np.cumsum(n_rows) + n_rows,
+                                   n_rows)
+                rows = a + np.arange(len(keys)) + offset
+            values = pd.DataFrame({c: col[rows] for c, col in zip(value_cols, columns)})
+            chunk_loc, chunk_scale = location_scale(values, keys, self.scaler)
+            loc[first:last], scale[first:last] = chunk_loc.to_numpy(np.float64), chunk_scale.to_numpy(np.float64)
+        empty = np.flatnonzero(np.isnan(loc).any(axis=1))
+        if len(empty):
+            raise ValueError(f"series with no finite training values in {value_cols}: "
+                             f"{_quote([repr(self.ids_[i]) for i in empty])}")
+        flat = ~(scale > SeriesScaler().min_scale * np.maximum(1.0, np.abs(loc)))
+        scale[flat] = 1.0
+        self.loc_, self.scale_ = loc, scale
+
+    @_collector_paused
+    def _panel_units(self, frame: pd.DataFrame, bounds=None, series_rows: np.ndarray | None = None
+                     ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+        """Units of a validated frame (``channel_mode="independent"``), all at once: one scaled ``(T, n_inputs)``
+        float32 array for the whole panel, each unit's ``X`` and ``ds`` views of it and of the frame's stamps.
+
+        ``series_rows[i]``: the row of the frame's ``i``-th series in ``loc_``/``scale_`` (default ``0..n-1``).
+        Returns ``(units, X, offsets)``; the units equal what :meth:`_unit_inputs` makes of :meth:`_series_arrays`
+        (issue #36: no Python work per row, no copy per series)."""
+        past, future, _ = self._columns()
+        value_cols = [TARGET, *past, *future]
+        starts, lengths = _bounds(frame) if bounds is None else bounds
+        ids = _ids_at(frame, starts)
+        series_rows = np.arange(len(starts)) if series_rows is None else np.asarray(series_rows)
+        columns = [frame[c].to_numpy(np.float64) for c in value_cols]
+        ds = frame[TIME].to_numpy()
+        n_calendar = self._calendar(ds[:1]).shape[1] if len(ds) else 0
+        X = np.empty((len(frame), len(value_cols) + n_calendar), np.float32)
+        bad = []
+        for first, last, a, b in _series_chunks(lengths):
+            rows = np.repeat(series_rows[first:last], lengths[first:last])
+            values = columns[0][a:b, None] if len(columns) == 1 else np.stack([c[a:b] for c in columns], axis=1)
+            scaled = (values - self.loc_[rows]) / self.scale_[rows]
+            too_large = (np.abs(scaled) > np.finfo(np.float32).max).any(axis=1)
+            if too_large.any():  # refused below (not cast: inf in float32)
+                bad += list(dict.fromkeys(np.asarray(frame[ID].array[a:b][too_large])))
+            else:
+                X[a:b, : len(value_cols)] = scaled
+        if bad:
+            raise ValueError(
+                f"series {bad[:5]}: values that, scaled by the scaling fitted on the training data, exceed float32's "
+                f"range ({np.finfo(np.float32).max:.3g}), which the model computes in; check those rows"
+            )
+        ends = starts + lengths
+        if n_calendar:
+            cache: dict = {}
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                X[a:b, len(value_cols) :] = self._calendar(ds[a:b], cache)
+        statics = self.static_values_
+        units = [{"ids": [u], "X": X[a:b], "ds": ds[a:b], "static": statics.get(u, _NO_STATIC)}
+                 for u, a, b in zip(ids, starts.tolist(), ends.tolist())]
+        return units, X, np.concatenate([starts, [len(frame)]]).astype(np.int64)
 
     def _series_arrays(self, frame: pd.DataFrame, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Scaled values ``(T, n_values)`` and stamps of each series in ``frame`` (validated: sorted by id, ds)."""
@@ -108,12 +214,18 @@ class DataPreparation:
         start = self.n_targets_ + (len(past) if self.channel_mode == "independent" else 0)
         return slice(start, self.n_inputs_)
 
-    def _windows(self, units, first_target: list[int] | None = None) -> BatchedWindows:
+    def _windows(self, units, first_target: list[int] | None = None, panel=None, target_range=None) -> BatchedWindows:
         """Training/validation windows over the units (targets from ``first_target[u]`` on, contexts may
-        reach back), gathered a batch at a time from one contiguous panel."""
+        reach back), gathered a batch at a time from one contiguous panel. ``panel=(X, offsets)``: the units' rows
+        already are that one array (:meth:`_panel_units`), used as it is; ``target_range`` ``(n_units, 2)``: rows
+        where targets may lie (instead of ``first_target``)."""
         C, fs = self.n_targets_, self._future_slice
-        X = np.concatenate([u["X"] for u in units])  # (total, n_inputs)
-        lengths = np.array([len(u["X"]) for u in units])
+        if panel is None:
+            X = np.concatenate([u["X"] for u in units])  # (total, n_inputs)
+            lengths = np.array([len(u["X"]) for u in units])
+        else:
+            X, offsets = panel
+            lengths = np.diff(offsets)
         static = np.stack([u["static"] for u in units])
         panel = SeriesPanel(
             X[:, :C], np.concatenate([[0], np.cumsum(lengths)]),
@@ -121,7 +233,6 @@ class DataPreparation:
             future=X[:, fs] if fs.stop > fs.start else None,
             static=static if static.shape[1] else None,
         )
-        target_range = None
         if first_target is not None:
             target_range = np.stack([np.asarray(first_target), lengths], axis=1)
         dataset = WindowDataset(panel, self.input_size, self.horizon, step=self.window_step, target_range=target_range)
@@ -131,15 +242,21 @@ class DataPreparation:
     def _history_units(self, df, validated: bool = False) -> dict[int, dict[str, Any]]:
         """Units for a supplied history frame (known series only), scaled with the fitted scaler."""
         frame = df if validated else self._validate_frame(df, "df")
-        unknown = sorted(set(frame[ID]) - set(self.ids_))
+        bounds = _bounds(frame)  # validated: sorted by id, so each series' first row names it (issue #36: no
+        ids = _ids_at(frame, bounds[0])  # set of every row's id)
+        unknown = sorted(u for u in ids if u not in self.unit_of_)
         if unknown:
             raise ValueError(f"unknown unique_id(s) {unknown[:5]}: the model was fitted on {self.ids_[:5]}...")
-        ids = list(pd.unique(frame[ID]))
-        if self.channel_mode == "mixed" and sorted(ids) != sorted(self.ids_):
-            raise ValueError(f"channel_mode='mixed' needs the history of every training series {self.ids_}")
-        present = set(ids)  # a set: a list here made every update()/predict(df=) quadratic in the series (#36)
-        units = self._unit_inputs(self._series_arrays(frame, [u for u in self.ids_ if u in present]))
-        return {self.unit_of_[u["ids"][0]]: u for u in units}
+        if self.channel_mode == "mixed":
+            if sorted(ids) != sorted(self.ids_):
+                raise ValueError(f"channel_mode='mixed' needs the history of every training series {self.ids_}")
+            units = self._unit_inputs(self._series_arrays(frame, self.ids_))
+            return {self.unit_of_[u["ids"][0]]: u for u in units}
+        keys = [self.unit_of_[u] for u in ids]  # independent mode: unit i is series ids_[i]
+        units, _, _ = self._panel_units(frame, bounds, series_rows=keys)
+        if any(a > b for a, b in zip(keys, keys[1:])):  # in the fitted order (as a frame sorted by id gives)
+            keys, units = zip(*sorted(zip(keys, units), key=lambda pair: pair[0]))
+        return dict(zip(keys, units))
 
     def _future_rows(self, future_df) -> dict[str, pd.DataFrame]:
         """``future_df`` checked and split by series, each indexed by ``ds`` ({} without future covariates)."""
@@ -191,3 +308,7 @@ class DataPreparation:
         parts.append(self._calendar(stamps, calendar_cache))
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(stamps), 0), np.float32)
 
+
+def _ids_at(frame: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """The ``unique_id`` of the given rows as a list of str (one conversion, not an element at a time)."""
+    return frame[ID].array.take(rows).to_numpy().tolist() if len(rows) else []

@@ -96,7 +96,7 @@ class ForecastNet(nn.Module):
     def prefill(self, x: torch.Tensor):
         """A whole history ``(B, L, n_inputs)`` in parallel -> (last hidden ``(B, d_model)``, state after it),
         as :meth:`step` unrolled from :meth:`initial_state` gives."""
-        z, state = prefill(self.backbone, self.embed(x))  # (B, L, d_model)
+        z, state = prefill(self.backbone, self.embed(x), last=True)  # (B, 1, d_model)
         return z[:, -1], state
 
     @classmethod

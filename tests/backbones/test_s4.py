@@ -76,6 +76,47 @@ def test_stack_forward_equals_step(config_cls):
     assert torch.allclose(stack(x), unroll(stack, x), atol=1e-9)
 
 
+def unroll_state(mixer, x):
+    """The state after a (B, L, H) sequence, by the recurrent mode one step at a time."""
+    state = mixer.initial_state(x.shape[0])
+    for t in range(x.shape[1]):
+        _, state = mixer.step(x[:, t], state)
+    return state
+
+
+@pytest.mark.parametrize(("mode", "init", "discretization"), VARIANTS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_prefill_state_and_last_output_equal_the_step_loop(mode, init, discretization, channels):
+    """The state after a history is a linear map of it (one matrix product per channel with the Krylov vectors
+    dA^k dB, issue #36); ``last=True`` reads the last output out of that state instead of convolving."""
+    torch.manual_seed(4)
+    layer = make(mode, init, discretization, channels=channels).double().eval()
+    x = torch.randn(3, 57, 4, dtype=torch.float64)
+    y, state = layer.prefill(x)
+    last, last_state = layer.prefill(x, last=True)
+    assert y.shape == (3, 57, 4) and last.shape == (3, 1, 4)
+    torch.testing.assert_close(y, unroll(layer, x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(state, unroll_state(layer, x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(last, y[:, -1:], rtol=0, atol=1e-10)
+    torch.testing.assert_close(last_state, state, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config_cls", [S4Config, S4DConfig])
+def test_stack_prefill_of_the_last_step_equals_the_full_prefill(config_cls):
+    from ssmcast.backbones.blocks import prefill
+
+    torch.manual_seed(5)
+    stack = config_cls(d_model=8, n_layers=3, d_state=8).build().eval()
+    x = torch.randn(4, 45, 8)
+    with torch.no_grad():
+        y, states = prefill(stack, x)
+        last, last_states = prefill(stack, x, last=True)
+    assert last.shape == (4, 1, 8)
+    torch.testing.assert_close(last, y[:, -1:], rtol=1e-5, atol=1e-5)
+    for a, b in zip(last_states, states, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(("mode", "init", "discretization"), VARIANTS[:2])
 def test_causal(mode, init, discretization):
     torch.manual_seed(4)
