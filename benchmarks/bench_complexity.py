@@ -68,7 +68,6 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -76,6 +75,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # loaded by its path (the tests): benchmarks/
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import peak_of, run_json_child, status_bytes, sync  # noqa: E402
 
 HORIZON = 96  # the window models' forecast length (the long-horizon grid's shortest)
 SEQUENCE = ["s4", "s4d", "s5", "liquid_s4", "mamba", "mamba2", "jamba", "lstm", "gru", "transformer",
@@ -233,6 +236,16 @@ def fit_tail(points: list[dict], key: str, n: int) -> dict | None:
             "L_max": tail[-1]["L"], "n": len(tail)}
 
 
+def over_budget(points: list[dict], key: str, L: int, limit: float, flag: str, shown, prefix: str = "skipped"):
+    """Why the point at ``L`` is not run: ``"{prefix}: predicted {shown(value)} > {flag}"`` when ``key`` predicted
+    from the curve's measured ``points`` (:func:`predict_next`) exceeds ``limit``; None when it fits, or before a
+    point is measured. ``flag`` names the option and its value, ``shown`` formats the prediction."""
+    predicted = predict_next(points, key, L)
+    if predicted is None or predicted <= limit:
+        return None
+    return f"{prefix}: predicted {shown(predicted)} > {flag}"
+
+
 def predict_next(points: list[dict], key: str, L: int) -> float | None:
     """``key`` at ``L`` extrapolated from the last two measured points with their log-log slope (at least 1,
     so fixed costs at small L never make the prediction optimistic); None before two points."""
@@ -251,44 +264,26 @@ def predict_next(points: list[dict], key: str, L: int) -> float | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _guard_memory(max_mem_gb: float) -> None:
     """Cap this process's address space at its present size plus 1.25 x the budget (allocations past it fail)."""
     try:
-        limit = _status_bytes("VmSize") + int(1.25 * max_mem_gb * 2**30)
+        limit = status_bytes("VmSize") + int(1.25 * max_mem_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     except (OSError, ValueError, RuntimeError):
         pass
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def _child_device(spec: dict) -> torch.device:
+    """A child's set-up: the seed, the threads of ``spec``; its device."""
+    torch.manual_seed(0)
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    return torch.device(spec.get("device", "cpu"))
 
 
 def train_point(spec: dict) -> dict:
     """One (backbone, L) point: peak memory of the first training step, then the median time of the next ones."""
-    torch.manual_seed(0)
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec.get("device", "cpu"))
+    device = _child_device(spec)
     name, L, batch = spec["name"], spec["L"], spec.get("batch", 1)
     window = name in WINDOW
     model = build_model(name, spec["d_model"], L).to(device).train()
@@ -318,30 +313,18 @@ def train_point(spec: dict) -> dict:
     if spec.get("guard", True) and device.type == "cpu":
         _guard_memory(spec["max_mem_gb"])
     out = {"params": n_params(model)}
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = _status_bytes("VmRSS")
-        exact = _reset_peak_rss()
-    t0 = time.perf_counter()
-    step(model, x, target)
-    _sync(device)
-    first = time.perf_counter() - t0
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - before
-    else:
-        peak = _status_bytes("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        peak -= before
-        out["peak_method"] = "VmHWM after clear_refs" if exact else "ru_maxrss (upper bound)"
-    out["peak_mb"] = max(peak, 0) / 2**20
+    firsts: list[float] = []  # the first step's time, taken inside the peak-memory measurement
+    peak, method = peak_of(lambda: firsts.append(_timed(lambda: step(model, x, target), device)), device)
+    (first,) = firsts
+    if device.type != "cuda":
+        out["peak_method"] = method
+    out["peak_mb"] = peak / 2**20
     repeats = max(spec.get("repeats", 3), min(30, math.ceil(spec.get("min_time_s", 1.0) / max(first, 1e-4))))
     times, cpus = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         step(model, x, target)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     out.update(time_s=statistics.median(times), time_min_s=min(times), cpu_s=statistics.median(cpus),
@@ -352,16 +335,13 @@ def train_point(spec: dict) -> dict:
 def _timed(fn, device) -> float:
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
 def latency_curve(spec: dict) -> dict:
     """Step latency after each history (ascending), for one backbone; stops at the budgets."""
-    torch.manual_seed(0)
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec.get("device", "cpu"))
+    device = _child_device(spec)
     name, d, calls = spec["name"], spec["d_model"], spec.get("calls", 100)
     if spec.get("guard", True) and device.type == "cpu":
         _guard_memory(spec["max_mem_gb"])
@@ -369,9 +349,10 @@ def latency_curve(spec: dict) -> dict:
     stack = None if name in WINDOW else build_stack(name, d).to(device).eval()
     for history in spec["histories"]:
         point = {"L": history}
-        predicted = predict_next(points, "prefill_s", history)
-        if predicted is not None and predicted > spec["max_prefill_s"]:
-            point["status"] = f"skipped: predicted {predicted:.0f} s > --max-prefill-s {spec['max_prefill_s']:g}"
+        status = over_budget(points, "prefill_s", history, spec["max_prefill_s"],
+                             f"--max-prefill-s {spec['max_prefill_s']:g}", lambda s: f"{s:.0f} s")  # fmt: skip
+        if status:
+            point["status"] = status
             points.append(point)
             break
         try:
@@ -381,7 +362,7 @@ def latency_curve(spec: dict) -> dict:
                     x = torch.randn(1, history, 1, device=device)
                     t0 = time.perf_counter()
                     model(x)
-                    _sync(device)
+                    sync(device)
                     point["prefill_s"] = time.perf_counter() - t0  # the first forward
                     call = lambda model=model, x=x: model(x)  # noqa: E731
                     point["params"] = n_params(model)
@@ -390,7 +371,7 @@ def latency_curve(spec: dict) -> dict:
                     stack.prefill(x[:, :16])  # warm-up
                     t0 = time.perf_counter()
                     _, prefilled = stack.prefill(x[:, : history - 1])
-                    _sync(device)
+                    sync(device)
                     point["prefill_s"] = time.perf_counter() - t0
                     x_last = x[:, history - 1]
                     after = [_timed(lambda s=prefilled, u=x_last: stack.step(u, s), device) for _ in range(5)]
@@ -402,12 +383,12 @@ def latency_curve(spec: dict) -> dict:
                 n = calls if stack is not None else max(3, min(calls, int(1.0 / max(point["prefill_s"], 1e-4))))
                 for _ in range(min(5, n)):
                     call()
-                _sync(device)
+                sync(device)
                 times, cpus = [], []
                 for _ in range(n):
                     t0, c0 = time.perf_counter(), time.process_time()
                     call()
-                    _sync(device)
+                    sync(device)
                     times.append(time.perf_counter() - t0)
                     cpus.append(time.process_time() - c0)
             point.update(step_ms=statistics.median(times) * 1e3, step_min_ms=min(times) * 1e3,
@@ -438,18 +419,7 @@ def run_child(kind: str, spec: dict, timeout: float, in_process: bool = False) -
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if spec.get("threads"):
         env.setdefault("NUMBA_NUM_THREADS", str(spec["threads"]))
-    try:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_child", json.dumps([kind, spec])],
-                             capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout: killed after {timeout:.0f} s", "timeout": True}
-    if out.returncode:
-        lines = (out.stderr or "").strip().splitlines()
-        text = lines[-1] if lines else f"exit status {out.returncode}"
-        if out.returncode < 0:
-            text = f"killed by signal {-out.returncode}; {text}"
-        return {"error": text}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json_child(os.path.abspath(__file__), ["--_child", json.dumps([kind, spec])], timeout, env)
 
 
 def cpu_model() -> str:
@@ -564,13 +534,12 @@ def run(args) -> dict:
             if curve["stopped"]:
                 continue
             point = {"L": L}
-            t_pred = predict_next(curve["points"], "time_s", L)
-            m_pred = predict_next(curve["points"], "peak_mb", L)
-            if m_pred is not None and m_pred > args.max_mem_gb * 1024:
-                point["status"] = (f"out of memory budget: predicted {_fmt_mem(m_pred)} > --max-mem-gb "
-                                   f"{args.max_mem_gb:g}")
-            elif t_pred is not None and t_pred > args.max_step_s:
-                point["status"] = f"skipped: predicted {_fmt_time(t_pred)} a step > --max-step-s {args.max_step_s:g}"
+            status = (over_budget(curve["points"], "peak_mb", L, args.max_mem_gb * 1024,
+                                  f"--max-mem-gb {args.max_mem_gb:g}", _fmt_mem, "out of memory budget")
+                      or over_budget(curve["points"], "time_s", L, args.max_step_s, f"--max-step-s {args.max_step_s:g}",
+                                     lambda t: f"{_fmt_time(t)} a step"))  # fmt: skip
+            if status:
+                point["status"] = status
             else:
                 spec = {"name": name, "d_model": widths[name]["d_model"], "L": L, "batch": args.batch,
                         "threads": threads, "device": args.device, "max_mem_gb": args.max_mem_gb,

@@ -37,9 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgom
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -50,6 +48,10 @@ import torch.nn.functional as F  # noqa: E402
 from ssmcast.ops import backends  # noqa: E402
 from ssmcast.ops.selective_scan import has_cuda_kernel, selective_scan, selective_state_update  # noqa: E402
 from ssmcast.ops.ssd import ssd, ssd_state_update  # noqa: E402
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # loaded by its path (the tests): benchmarks/
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import peak_of, run_json_child, sync  # noqa: E402
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan
@@ -145,11 +147,6 @@ def forward_backward(fn, inputs, **kw):
     y.backward(torch.ones_like(y))
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn, device):
     sync(device)
     start = time.perf_counter()
@@ -174,45 +171,13 @@ def race(cases: dict, device, repeats: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_memory_child(spec: dict) -> dict:
     device = torch.device(spec["device"])
     torch.set_num_threads(spec["threads"])
     fn, layout = CONTENDERS[spec["impl"]]
     forward_backward(fn, make_inputs(1, 2, 2, 3, device, layout))  # imports, compiled kernels: not counted
     inputs = make_inputs(*spec["size"], device, layout)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        forward_backward(fn, inputs)
-        torch.cuda.synchronize()
-        return {"peak_bytes": torch.cuda.max_memory_allocated() - before}
-    before = _status_bytes("VmRSS")
-    if _reset_peak_rss():
-        forward_backward(fn, inputs)
-        peak = _status_bytes("VmHWM")
-    else:  # the high-water mark then also covers the imports: an upper bound
-        forward_backward(fn, inputs)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"peak_bytes": max(0, peak - before)}
+    return {"peak_bytes": peak_of(lambda: forward_backward(fn, inputs), device)[0]}
 
 
 def peak_memory(impl: str, size, device, threads: int) -> float:
@@ -221,10 +186,7 @@ def peak_memory(impl: str, size, device, threads: int) -> float:
     spec = {"impl": impl, "size": list(size), "device": str(device), "threads": threads}
     if torch.device(device).type == "cuda":
         return peak_memory_child(spec)["peak_bytes"] / 2**20
-    spec = json.dumps(spec)
-    out = subprocess.run([sys.executable, __file__, "--peak-child", spec], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])["peak_bytes"] / 2**20
+    return run_json_child(__file__, ["--peak-child", json.dumps(spec)], check=True)["peak_bytes"] / 2**20
 
 
 # ------------------------------------------------------------------------------------------------

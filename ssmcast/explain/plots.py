@@ -41,22 +41,30 @@ def _diagonal(frame: pd.DataFrame, max_features: int) -> pd.DataFrame:
     return rows[rows["feature"] < positive_int(max_features, "max_features")]
 
 
+def _layer_panels(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str, decorate):
+    """One panel per (layer, kind) of ``frame``, stacked: ``y`` against ``x``, one line per feature, ``decorate(ax)``
+    (a zero line, a log scale), the title ``layer {layer} ({kind}): {title}`` and ``xlabel``; the legend on the
+    first panel. What :func:`plot_kernels` and :func:`plot_spectrum` draw."""
+    groups = list(frame.groupby(["layer", "kind"], sort=True))
+    fig = _figure(len(groups))
+    for ax, ((layer, kind), rows) in zip(fig.subplots(len(groups), 1, squeeze=False)[:, 0], groups):
+        for feature, k in rows.groupby("feature"):
+            ax.plot(k[x], k[y], lw=1, label=f"feature {feature}")
+        decorate(ax)
+        ax.set_title(f"layer {layer} ({kind}): {title}", fontsize=10)
+        ax.set_xlabel(xlabel)
+    fig.axes[0].legend(fontsize=7, ncol=4, loc="upper right")
+    return fig
+
+
 def plot_kernels(kernels: pd.DataFrame, max_features: int = 8):
     """One panel per layer: the kernel ``K_j`` against the lag ``j`` of its first ``max_features`` features (S4's
     first channel; S5's kernels from each feature to itself). ``kernels``: the frame :func:`kernels` returns."""
     from ssmcast.explain.convolution import COLUMNS
 
     frame = _diagonal(_check_columns(kernels, COLUMNS, "plot_kernels"), max_features)
-    groups = list(frame.groupby(["layer", "kind"], sort=True))
-    fig = _figure(len(groups))
-    for ax, ((layer, kind), rows) in zip(fig.subplots(len(groups), 1, squeeze=False)[:, 0], groups):
-        for feature, k in rows.groupby("feature"):
-            ax.plot(k["lag"], k["value"], lw=1, label=f"feature {feature}")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_title(f"layer {layer} ({kind}): kernel K_j", fontsize=10)
-        ax.set_xlabel("lag j (steps)")
-    fig.axes[0].legend(fontsize=7, ncol=4, loc="upper right")
-    return fig
+    return _layer_panels(frame, "lag", "value", "kernel K_j", "lag j (steps)",
+                         lambda ax: ax.axhline(0, color="grey", lw=0.5))  # fmt: skip
 
 
 def plot_spectrum(spectrum: pd.DataFrame, max_features: int = 8):
@@ -64,16 +72,8 @@ def plot_spectrum(spectrum: pd.DataFrame, max_features: int = 8):
     :func:`plot_kernels` shows. ``spectrum``: the frame :func:`spectrum` returns."""
     columns = ["layer", "kind", "channel", "feature", "input_feature", "frequency", "period", "magnitude"]
     frame = _diagonal(_check_columns(spectrum, columns, "plot_spectrum"), max_features)
-    groups = list(frame.groupby(["layer", "kind"], sort=True))
-    fig = _figure(len(groups))
-    for ax, ((layer, kind), rows) in zip(fig.subplots(len(groups), 1, squeeze=False)[:, 0], groups):
-        for feature, k in rows.groupby("feature"):
-            ax.plot(k["frequency"], k["magnitude"], lw=1, label=f"feature {feature}")
-        ax.set_yscale("log")
-        ax.set_title(f"layer {layer} ({kind}): |K(f)|", fontsize=10)
-        ax.set_xlabel("frequency f (cycles per step; period 1/f steps)")
-    fig.axes[0].legend(fontsize=7, ncol=4, loc="upper right")
-    return fig
+    return _layer_panels(frame, "frequency", "magnitude", "|K(f)|", "frequency f (cycles per step; period 1/f steps)",
+                         lambda ax: ax.set_yscale("log"))  # fmt: skip
 
 
 def _one_series(frame: pd.DataFrame, unique_id, what: str) -> tuple[object, pd.DataFrame]:
