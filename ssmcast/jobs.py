@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssmcast.training.ranks import RANK_VARIABLES as _RANK_VARIABLES  # noqa: F401 - (tests read it here)
+from ssmcast.training.ranks import is_worker as _is_worker
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 QUICK_ROWS = 400
 QUICK_TRAINER = {"limit_train_batches": 4, "limit_val_batches": 2}
@@ -135,7 +138,6 @@ def partitioned_data(data: dict):
 def _compare_partitioned(cfg, out: Path, resolved: dict, estimators: dict, horizon: int) -> float | None:
     """``compare`` on a partitioned Parquet dataset: each partition evaluated where it lives (on the cluster of
     ``+cluster.address``, else dask's local scheduler); the leaderboard from the gathered per-series scores."""
-    from ssmcast import tracking
     from ssmcast.evaluation import compare
 
     ddf, data_name = partitioned_data(resolved["data"])
@@ -144,34 +146,16 @@ def _compare_partitioned(cfg, out: Path, resolved: dict, estimators: dict, horiz
     if season is None and any(m in ("mase", "owa") for m in metrics):
         raise JobError("data.season_length is needed for mase/owa on a partitioned dataset (its frequency is not "
                        "inferred: the data stays where it is), e.g. data.season_length=24")
-    tags = {"ssmcast.command": cfg.command, "dataset": data_name, "dataset.partitions": ddf.npartitions,
-            "output_dir": str(out.resolve()), "git_commit": tracking.git_commit(), "device": tracking.device_name()}
-    tracker = tracking.RunTracker(resolved["tracking"], out, f"compare-{data_name}", tags,
-                                  parent_run_id=os.environ.get(tracking.PARENT_ENV))
-    tracker.start()
-    tracker.log_params(tracking.flatten({k: v for k, v in resolved.items() if k != "tracking"}))
-    tracker.log_artifact(out / "config.yaml")
+    tracker = _tracker(cfg, out, resolved, f"compare-{data_name}", None, data_name,
+                       {"dataset.partitions": ddf.npartitions})
     failed, error = True, None
     try:
         board = compare(estimators, ddf, horizon=horizon, n_windows=int(cfg.n_windows), metrics=metrics,
                         quantiles=cfg.get("quantiles"), season_length=None if season is None else int(season))
-        paths = board.save(out)
-        for _, row in board.table.iterrows():
-            tracker.log_metrics({f"{row['model']}/{c}": row[c] for c in [*board.metrics, "fit_time_s", "predict_time_s"]
-                                 if isinstance(row[c], (int, float)) and math.isfinite(row[c])})
-        for path in paths:
-            tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
-        _print_table(f"{data_name} ({ddf.npartitions} partitions): backtest over {cfg.n_windows} window(s) of "
-                     f"horizon {horizon}", board.table, out, tracker)
-        failed_models = board.table.loc[board.table["error"].astype(bool), ["model", "error"]]
-        for _, row in failed_models.iterrows():
-            print(f"  {row['model']} failed: {row['error']}")
-        if len(failed_models) == len(board.table):
-            raise JobError(f"every model failed ({', '.join(failed_models['model'])}); the leaderboard with "
-                           f"their errors is in {out}")
+        objective = _report_board(board, board.metrics, out, tracker, f"{data_name} ({ddf.npartitions} partitions): "
+                                  f"backtest over {cfg.n_windows} window(s) of horizon {horizon}")
         failed = False
-        first = board.metrics[0] if board.metrics else None
-        return None if first is None or board.table[first].isna().all() else float(board.table[first].iloc[0])
+        return objective
     except BaseException as err:
         error = err
         raise
@@ -282,16 +266,6 @@ def _season(cfg, frame: pd.DataFrame) -> int:
     return season_length_from_freq(infer_freq(frame))
 
 
-_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
-
-
-def _is_worker() -> bool:
-    """A DDP process of global rank > 0: re-launched by Lightning (``LOCAL_RANK``/``NODE_RANK``), started by
-    ``torchrun`` (``RANK``, ``GROUP_RANK`` the node) or by SLURM's ``srun`` (``SLURM_PROCID``). It only trains:
-    evaluation, outputs and tracking are rank 0's."""
-    return any(os.environ.get(name, "0") not in ("", "0") for name in _RANK_VARIABLES)
-
-
 # ------------------------------------------------------------------------------------------------ jobs
 
 
@@ -314,7 +288,10 @@ def run(cfg, output_dir: str | Path | None = None) -> float | None:
         return train(cfg, out, resolved) if command == "train" else compare_models(cfg, out, resolved)
 
 
-def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame, data_name: str):
+def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame | None, data_name: str,
+             data_tags: dict | None = None):
+    """The run's tracker, started, with its tags (the data's checksum and size from ``frame``; a partitioned
+    dataset, never collected, gives ``frame=None`` and its own ``data_tags``), parameters and config logged."""
     from ssmcast import __version__
     from ssmcast.tracking import PARENT_ENV, RunTracker, device_name, flatten, git_commit
 
@@ -323,9 +300,9 @@ def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame,
         "ssmcast.version": __version__,
         "git_commit": git_commit(),
         "dataset": data_name,
-        "dataset.sha256": frame_checksum(frame),
-        "dataset.rows": len(frame),
-        "dataset.series": frame["unique_id"].nunique(),
+        **({} if frame is None else {"dataset.sha256": frame_checksum(frame), "dataset.rows": len(frame),
+                                     "dataset.series": frame["unique_id"].nunique()}),
+        **(data_tags or {}),
         "device": device_name(),
         "output_dir": str(out.resolve()),
     }
@@ -345,6 +322,13 @@ def _check_horizon(cfg) -> int:
 
 def train(cfg, out: Path, resolved: dict) -> float | None:
     """Fit the model and baselines, evaluate on the test part, write and log everything."""
+    if resolved["data"].get("partitioned"):
+        raise JobError(
+            "ssmcast train does not take data.partitioned=true (its hold-out evaluation, figures and baselines work "
+            "on the panel in one process): `ssmcast compare` evaluates a partitioned dataset with the per-series "
+            "models, and a neural forecaster trains from it in Python, est.fit(path), each rank reading its own files "
+            "under torchrun/srun (docs/guide/gpu.md)"
+        )
     horizon, metrics = _check_horizon(cfg), [str(m) for m in cfg.metrics]
     model_name = _choice("model", "model")
     models = {model_name: build_model(resolved["model"], cfg.get("quick", False))}
@@ -535,6 +519,31 @@ def _print_table(title: str, table: pd.DataFrame, out: Path, tracker) -> None:
     print(f"outputs: {out.resolve()}  ({where})")
 
 
+def _report_board(board, columns: list[str], out: Path, tracker, title: str) -> float | None:
+    """Save, log and print a leaderboard (either compare path); refuse it when every model failed. Returns the
+    objective: the best model's first metric (None without one)."""
+    paths = board.save(out)
+    failed_models = board.table.loc[board.table["error"].astype(bool), ["model", "error"]]
+    for _, row in board.table.iterrows():
+        tracker.log_metrics({f"{row['model']}/{c}": row[c] for c in [*columns, "fit_time_s", "predict_time_s"]
+                             if c in row and isinstance(row[c], (int, float)) and math.isfinite(row[c])})
+    if len(board.table) and columns and board.table[columns[0]].notna().any():
+        best = board.table.iloc[0]
+        tracker.log_metrics({f"best_{columns[0]}": best[columns[0]]})
+        tracker.set_tags({"best_model": best["model"]})
+    for path in paths:
+        tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
+    _print_table(title, board.table, out, tracker)
+    for _, row in failed_models.iterrows():
+        print(f"  {row['model']} failed: {row['error']}")
+    if len(failed_models) == len(board.table):
+        raise JobError(f"every model failed ({', '.join(failed_models['model'])}); the leaderboard with "
+                       f"their errors is in {out}")
+    if not columns or board.table[columns[0]].isna().all():
+        return None
+    return float(board.table[columns[0]].iloc[0])
+
+
 def compare_models(cfg, out: Path, resolved: dict) -> float | None:
     """Backtest every model of ``cfg.models`` on the same windows; leaderboard, figures, MLflow."""
     from ssmcast.evaluation import Leaderboard, compare, naive2_forecasts
@@ -572,28 +581,10 @@ def compare_models(cfg, out: Path, resolved: dict) -> float | None:
         table = table[order].sort_values(columns[0], kind="stable", na_position="last") if columns else table
         board = Leaderboard(table.reset_index(drop=True), {k: v for b in boards for k, v in b.forecasts.items()},
                             {k: v for b in boards for k, v in b.scores.items()}, frame, columns)
-        paths = board.save(out)
-        failed_models = board.table.loc[board.table["error"].astype(bool), ["model", "error"]]
-        for _, row in board.table.iterrows():
-            tracker.log_metrics({f"{row['model']}/{c}": row[c] for c in [*columns, "fit_time_s", "predict_time_s"]
-                                 if c in row and isinstance(row[c], (int, float)) and math.isfinite(row[c])})
-        if len(board.table) and columns and board.table[columns[0]].notna().any():
-            best = board.table.iloc[0]
-            tracker.log_metrics({f"best_{columns[0]}": best[columns[0]]})
-            tracker.set_tags({"best_model": best["model"]})
-        for path in paths:
-            tracker.log_artifact(path, "figures" if path.suffix == ".png" else None)
-        _print_table(f"{data_name}: backtest over {cfg.n_windows} window(s) of horizon {horizon}", board.table,
-                     out, tracker)
-        for _, row in failed_models.iterrows():
-            print(f"  {row['model']} failed: {row['error']}")
-        if len(failed_models) == len(board.table):
-            raise JobError(f"every model failed ({', '.join(failed_models['model'])}); the leaderboard with "
-                           f"their errors is in {out}")
+        objective = _report_board(board, columns, out, tracker,
+                                  f"{data_name}: backtest over {cfg.n_windows} window(s) of horizon {horizon}")
         failed = False
-        if not columns or board.table[columns[0]].isna().all():
-            return None
-        return float(board.table[columns[0]].iloc[0])
+        return objective
     except BaseException as err:
         error = err
         raise

@@ -20,6 +20,7 @@ import copy
 import functools
 import inspect
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -33,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ssmcast.backbones.config import BackboneConfig
 from ssmcast.data.frames import ID, TARGET, _bounds, future_timestamps, infer_freq, validate
+from ssmcast.data.shards import ParquetShards
 from ssmcast.data.windows import collate_windows
 from ssmcast.forecasters.persistence import SavedModel, load
 from ssmcast.forecasters.preparation import DataPreparation, _collector_paused, _ids_at
@@ -217,7 +219,19 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, df, val_df=None, resume: bool = False, ckpt_path: str | None = None):
-        """Fit one global model over every series of ``df`` (long, wide or a Series; pandas, polars or pyarrow).
+        """Fit one global model over every series of ``df`` (long, wide or a Series; pandas, polars or pyarrow; or a
+        partitioned Parquet dataset: its directory, or a :class:`ssmcast.data.shards.ParquetShards`).
+
+        A Parquet dataset (long format, each file holding whole series) is read in one process as one frame: the
+        same fit as on the files' rows put together. Under DDP started by ``torchrun`` or ``srun`` (the rank and
+        world size come from their environment, before training starts) each rank reads only its own files
+        (:func:`ssmcast.data.shards.assign_files`), fits its series' scalers and trains on its own windows
+        (:mod:`ssmcast.training.sampling`: no second sharding; the ranks agree on the number of batches). After
+        such a *sharded* fit every rank holds the per-series statistics of every series (``ids_``, ``loc_``,
+        ``scale_``, ``static_values_``: gathered from the ranks at the end of the fit) and the histories of its
+        own series only: ``predict()`` forecasts the rank's series, ``predict(df=...)`` any fitted series, and
+        ``update()`` the rank's series. ``data_shard_`` records what the process read (rank, world size, files,
+        series, rows). ``channel_mode="mixed"`` and ``val_df`` are not taken by a sharded fit.
 
         ``val_df`` (optional) continues each training series for validation (its windows may reach back
         into ``df`` for context); without it the last ``val_size`` steps of each series are held out.
@@ -230,8 +244,8 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         from ssmcast.training.loggers import flush_run
         from ssmcast.training.losses import ForecastLoss
         from ssmcast.training.module import ForecastModule, ForecastNet
-        from ssmcast.training.sampling import EpochShuffleSampler, ShardSampler
-        from ssmcast.training.trainer import build_trainer, quiet_lightning
+        from ssmcast.training.sampling import EpochShuffleSampler, RankSampler, RankShuffleSampler, ShardSampler
+        from ssmcast.training.trainer import ShardAgreement, build_trainer, quiet_lightning
 
         self._check_params()
         if resume and ckpt_path is None:
@@ -247,8 +261,12 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         self.freq_ = None
+        shards, rank, world = None, 0, 1
+        if isinstance(df, (str, os.PathLike, ParquetShards)):
+            df, shards, rank, world = self._read_shard(df, val_df)  # (world > 1: this rank's files only)
         min_len = self.input_size + self.horizon
         frame = self._validate_frame(df, "the training frame", min_length=1)
+        df = None  # (a frame read from Parquet is fit's own: the validated, sorted one is all that is kept of it)
         self.freq_ = frame.attrs.get("freq") or infer_freq(frame)  # validate inferred it (None: one row each)
         starts, lengths = _bounds(frame)  # validated: sorted by id, one block of rows a series (issue #36: the
         self.ids_ = _ids_at(frame, starts)  # panel's arrays, no groupby or map over every row's id)
@@ -322,16 +340,32 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         tmp = None
         if self.checkpoint_dir is None and val_set is not None:  # best-checkpoint restore needs somewhere to write
             tmp = tempfile.TemporaryDirectory(prefix="ssmcast-ckpt-")
-        sampler = EpochShuffleSampler(len(train_set), seed=int(self.seed) if self.seed is not None else 0)
+        seed = int(self.seed) if self.seed is not None else 0
+        if world > 1:  # a sharded fit: this rank's own windows, not sharded again (ssmcast.training.sampling)
+            sampler = RankShuffleSampler(len(train_set), seed, rank)
+            val_sampler = RankSampler(len(val_set)) if val_set is not None else None
+        else:
+            sampler = EpochShuffleSampler(len(train_set), seed=seed)
+            val_sampler = ShardSampler(len(val_set)) if val_set is not None else None
         train_loader = torch.utils.data.DataLoader(
             train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=collate_windows
         )
         val_loader = None
         if val_set is not None:
             val_loader = torch.utils.data.DataLoader(
-                val_set, batch_size=max(self.batch_size, 256), sampler=ShardSampler(len(val_set)),
-                collate_fn=collate_windows,
+                val_set, batch_size=max(self.batch_size, 256), sampler=val_sampler, collate_fn=collate_windows,
             )
+        trainer_kwargs = self.trainer_kwargs
+        agreement = None
+        if shards is not None:  # the ranks check, once the process group exists, that they read consistent shares
+            agreement = ShardAgreement(
+                {"rank": rank, "world_size": world, "files": self.data_shard_["files"], "n_train": len(train_set),
+                 "n_val": len(val_set) if val_set is not None else 0, "freq": self.freq_, "held_out": held_out,
+                 "has_val": val_set is not None},
+                sampler if world > 1 else None, val_sampler if world > 1 else None,
+            )
+            trainer_kwargs = dict(trainer_kwargs or {})
+            trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), agreement]
         logger = self._logger()
         start = time.perf_counter()
         try:
@@ -344,7 +378,7 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
                     scratch_dir=tmp.name if tmp is not None else None, has_val=val_set is not None,
                     early_stopping_patience=self.early_stopping_patience,
                     gradient_clip_val=self.gradient_clip_val, logger=logger,
-                    trainer_kwargs=self.trainer_kwargs,
+                    trainer_kwargs=trainer_kwargs,
                 )
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
                 warnings.filterwarnings("ignore", message="You defined a `validation_step` but have no `val_dataloader")
@@ -371,7 +405,28 @@ class NeuralForecaster(DataPreparation, Streaming, SavedModel, BaseEstimator):
         self.unit_of_ = {uid: i for i, u in enumerate(units) for uid in u["ids"]}
         self.stream_ = StreamStates()
         self.n_train_windows_ = len(train_set)
+        if world > 1:
+            self._gather_shards(agreement)
         return self
+
+    def _gather_shards(self, agreement) -> None:
+        """After a sharded fit: every rank's per-series statistics (small: a few numbers a series) gathered from
+        the ranks while the process group still exists (Lightning destroys it only at the process's exit), in the
+        order of the sorted ids, as an in-memory fit orders them; the histories stay the rank's own, keyed by their
+        series' place in ``ids_`` (unit ``i`` is series ``ids_[i]``, as in any independent-mode fit)."""
+        import torch
+
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, (self.ids_, self.loc_, self.scale_, self.static_values_))
+        ids = [uid for part in parts for uid in part[0]]
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        self.ids_ = [ids[i] for i in order]
+        self.loc_ = np.concatenate([part[1] for part in parts])[order]
+        self.scale_ = np.concatenate([part[2] for part in parts])[order]
+        self.static_values_ = {uid: values for part in parts for uid, values in part[3].items()}
+        self.unit_of_ = {uid: i for i, uid in enumerate(self.ids_)}
+        self.history_ = {self.unit_of_[u["ids"][0]]: u for u in self.history_.values()}
+        self.n_train_windows_ = sum(g["n_train"] for g in agreement.gathered)
 
     @staticmethod
     def _logger():

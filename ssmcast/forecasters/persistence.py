@@ -58,6 +58,7 @@ class SavedModel:
                 for u in self.history_.values()
             ],
             "static_values": {k: v.tolist() for k, v in self.static_values_.items()},
+            "unit_keys": [int(k) for k in self.history_],  # after a sharded fit: the rank's series' places in ids
         }
         tensors = {
             "state_dict": self.net_.state_dict(),
@@ -95,12 +96,16 @@ class SavedModel:
         est.n_targets_, est.n_inputs_ = meta["n_targets"], meta["n_inputs"]
         est.loc_, est.scale_ = tensors["loc"].numpy(), tensors["scale"].numpy()
         est.static_values_ = {k: np.asarray(v, np.float32) for k, v in meta["static_values"].items()}
+        keys = meta.get("unit_keys") or range(len(meta["units"]))  # (saved before sharded fits: 0, 1, ...)
         est.history_ = {
             i: {"ids": u["ids"], "ds": _stamps_from_json(u["ds"]), "X": x.numpy(),
                 "static": np.asarray(u["static"], np.float32)}
-            for i, (u, x) in enumerate(zip(meta["units"], tensors["history"]))
+            for i, u, x in zip(keys, meta["units"], tensors["history"])
         }
-        est.unit_of_ = {uid: i for i, u in est.history_.items() for uid in u["ids"]}
+        if est.channel_mode == "mixed":
+            est.unit_of_ = {uid: i for i, u in est.history_.items() for uid in u["ids"]}
+        else:  # unit i is series ids_[i], held here or not (a sharded fit holds its own series' histories only)
+            est.unit_of_ = {uid: i for i, uid in enumerate(est.ids_)}
         est.loss_fn_ = ForecastLoss("quantile" if est.quantiles else est.loss, check_quantiles(est.quantiles))
         est.backbone_ = est._backbone()
         _, _, static = est._columns()

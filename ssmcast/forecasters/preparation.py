@@ -63,6 +63,28 @@ class DataPreparation:
         return validate_long(frame, min_length=min_length, fill=self.fill, covariates=wanted,
                              freq=getattr(self, "freq_", None))
 
+    def _read_shard(self, data, val_df) -> tuple[pd.DataFrame, Any, int, int]:
+        """``fit``'s training frame from a partitioned Parquet dataset: every file in one process, this rank's files
+        under a launcher's DDP (``ssmcast.training.ranks``), the columns the model uses only. Sets ``data_shard_``;
+        returns ``(frame, shards, rank, world)``."""
+        from ssmcast.data.shards import ParquetShards
+        from ssmcast.training.ranks import env_rank_world
+
+        shards = data if isinstance(data, ParquetShards) else ParquetShards(data)
+        rank, world = env_rank_world()
+        if world > 1 and self.channel_mode == "mixed":
+            raise ValueError("channel_mode='mixed' makes the whole panel one sample: it cannot be sharded by series "
+                             f"over {world} ranks; fit it in one process, or use channel_mode='independent'")
+        if world > 1 and val_df is not None:
+            raise ValueError(f"val_df is not taken by a fit sharded over {world} ranks (each rank reads only its own "
+                             "series): hold out the last val_size steps of each series instead")
+        past, future, static = self._columns()
+        files = shards.files_of(rank, world)
+        frame = shards.read(rank, world, [ID, TIME, TARGET, *past, *future, *static])
+        self.data_shard_ = {"rank": rank, "world_size": world, "files": files, "rows": len(frame),
+                            "series": int(frame[ID].nunique())}
+        return frame, shards, rank, world
+
     # ------------------------------------------------------------------ data preparation
     def _fit_scaler(self, train: pd.DataFrame, value_cols: list[str]) -> None:
         """Per-series ``loc_``/``scale_`` ``(n_series, n_values)`` fitted on the training rows only."""

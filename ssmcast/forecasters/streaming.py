@@ -261,6 +261,13 @@ class Streaming:
         unknown = sorted(u for u in _ids_at(frame, _bounds(frame)[0]) if u not in self.unit_of_)
         if unknown:
             raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
+        elsewhere = [u for u in _ids_at(frame, _bounds(frame)[0]) if self.unit_of_[u] not in self.history_]
+        if elsewhere:
+            raise ValueError(
+                f"series {elsewhere[:5]} were fitted by another rank of a sharded fit: this model holds the histories "
+                "of its own shard only (data_shard_); update them on that rank, or forecast them with "
+                "predict(df=history)"
+            )
         new_units = self._history_units(frame, validated=True)
         offset = as_offset(self.freq_)
         keys = list(new_units)

@@ -8,6 +8,17 @@ exactly the windows of step ``k`` of one process with ``batch_size = W * b``, an
 ranks' mean losses, is that process's gradient: the documented single-process equivalent of an ``N``-node,
 ``D``-device fit is one process with ``N * D`` times the batch size (up to float rounding, and except the last
 partial batch of an epoch, which the padding repeats windows into).
+
+A *sharded* fit (``fit`` from a partitioned Parquet dataset under DDP, ``ssmcast.data.shards``) is different: each
+rank holds the windows of its own files only, so there is nothing to shard again. Rank ``r``'s epoch is a
+permutation of its own ``n_r`` windows seeded by ``(seed, epoch, r)``, cycled to the most windows any rank holds
+(:func:`rank_epoch_order`; ``RankShuffleSampler``, and ``RankSampler`` for validation, in order): every rank runs
+the same number of batches, which DDP needs (a rank that stops early leaves the others waiting in the
+all-reduce), and the ranks agree on that number through the process group once it exists
+(``ssmcast.training.trainer.ShardAgreement``). With a per-rank batch of ``b``, step ``k`` of the fit is then the
+step of one process whose batch is the ranks' step-``k`` batches put together (DDP's gradient is the mean of the
+ranks' means over batches of equal size), each built from :func:`rank_epoch_order`: the documented
+single-process equivalent of a sharded fit.
 """
 
 from __future__ import annotations
@@ -77,3 +88,44 @@ class ShardSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return math.ceil(self.n / _world()[1])
+
+
+def rank_epoch_order(n: int, total: int, seed: int, epoch: int, rank: int) -> np.ndarray:
+    """Rank ``rank``'s window order in ``epoch`` of a sharded fit: its ``n`` windows shuffled by ``(seed, epoch,
+    rank)``, cycled to ``total`` (the most windows a rank holds; ``total >= n``)."""
+    if total < n:
+        raise ValueError(f"total={total} is below the rank's {n} windows")
+    order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.random.default_rng([seed, epoch, rank]).shuffle(order)
+    return np.resize(order, total) if total > n else order
+
+
+class RankShuffleSampler(torch.utils.data.Sampler):
+    """A sharded fit's training windows on one rank (:func:`rank_epoch_order`); ``total`` is agreed by the ranks
+    once the process group exists (:class:`ShardAgreement`), until then the rank's own count."""
+
+    def __init__(self, n: int, seed: int, rank: int):
+        self.n, self.seed, self.rank, self.epoch, self.total = n, seed, rank, 0, n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        yield from _blocks(rank_epoch_order(self.n, self.total, self.seed, self.epoch, self.rank))
+
+    def __len__(self) -> int:
+        return self.total
+
+
+class RankSampler(torch.utils.data.Sampler):
+    """A sharded fit's validation windows on one rank, in order, cycled to the agreed ``total`` (the padding
+    repeats windows, as ``ShardSampler``'s does: every rank's mean counts equally in the synchronised loss)."""
+
+    def __init__(self, n: int):
+        self.n, self.total = n, n
+
+    def __iter__(self):
+        yield from _blocks(np.resize(np.arange(self.n, dtype=np.int64), self.total))
+
+    def __len__(self) -> int:
+        return self.total

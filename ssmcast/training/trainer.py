@@ -9,7 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.utils.data import Sampler
 
 _LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
 
@@ -147,3 +148,64 @@ def build_trainer(
         kwargs["callbacks"] = callbacks + list(extra.pop("callbacks"))
     kwargs.update(extra)
     return L.Trainer(**kwargs), checkpoint
+
+
+class ShardAgreement(Callback):
+    """What the ranks of a sharded fit (``fit`` from a partitioned Parquet dataset) settle once Lightning has
+    created the process group: in its ``setup`` hook, on every rank before any loader is sized, each rank's own
+    figures (``info``: the rank and world size it read its files for, its window counts, inferred frequency and
+    held-out steps) are gathered and checked for agreement, and the samplers' ``total`` is set to the most windows
+    any rank holds (:mod:`ssmcast.training.sampling`). Every rank sees the same gathered figures, so a
+    disagreement raises the same error on all of them (none is left waiting). ``gathered`` keeps them."""
+
+    def __init__(self, info: dict, train: Sampler, val: Sampler | None):
+        super().__init__()
+        self.info, self.train, self.val, self.gathered = info, train, val, [info]
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        dist = torch.distributed
+        world = self.info["world_size"]
+        if not (dist.is_available() and dist.is_initialized()):
+            if world > 1:
+                raise ValueError(
+                    f"this process read its share of a Parquet dataset for rank {self.info['rank']} of {world} (from "
+                    "the launcher's environment: WORLD_SIZE/SLURM_NTASKS) but trains without a process group: give "
+                    "the trainer DDP (trainer_kwargs={'strategy': 'ddp', 'num_nodes': ..., 'devices': ...}; CLI "
+                    "trainer=ddp), or run one process"
+                )
+            return
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self.info)
+        self.gathered = gathered
+        group = len(gathered)
+        wrong = [r for r, g in enumerate(gathered) if (g["rank"], g["world_size"]) != (r, group)]
+        if wrong:
+            g = gathered[wrong[0]]
+            raise ValueError(
+                f"the process group has {group} ranks, but rank {wrong[0]} read the Parquet dataset as rank "
+                f"{g['rank']} of {g['world_size']}: a sharded fit must know its rank before training starts, from its "
+                "launcher (torchrun: RANK/WORLD_SIZE; srun: SLURM_PROCID/SLURM_NTASKS). Lightning's own launcher "
+                "(strategy='ddp' with devices=N from a plain python run) starts the other processes inside fit, after "
+                "the first one has read its data: start the fit with torchrun (torchrun --nproc-per-node N ...) or srun"
+            )
+        for key, what in (("freq", "inferred frequency"), ("held_out", "validation steps held out per series"),
+                          ("has_val", "validation")):
+            values = [g[key] for g in gathered]
+            if len(set(map(str, values))) > 1:
+                hint = (" (val_size=None holds out horizon steps only when every series of the shard is long enough: "
+                        "set val_size explicitly)" if key in ("held_out", "has_val") else "")
+                raise ValueError(f"the ranks of a sharded fit disagree on the {what}: {values} by rank{hint}")
+        empty = [r for r, g in enumerate(gathered) if g["n_train"] == 0]
+        if empty:
+            raise ValueError(f"rank(s) {empty} have no training window in their files "
+                             f"{[gathered[r]['files'] for r in empty][:3]}: every rank needs one (files of longer "
+                             "series, or lower input_size/horizon/val_size)")
+        if self.val is not None:
+            no_val = [r for r, g in enumerate(gathered) if g["n_val"] == 0]
+            if no_val:
+                raise ValueError(f"rank(s) {no_val} have no validation window in their files: every rank needs "
+                                 "one (set val_size=0 to train without validation)")
+        if self.train is not None:
+            self.train.total = max(g["n_train"] for g in gathered)
+        if self.val is not None:
+            self.val.total = max(g["n_val"] for g in gathered)
