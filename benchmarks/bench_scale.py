@@ -11,6 +11,8 @@ checkout or ``git worktree`` of an older commit), so old and new are timed side 
     python benchmarks/bench_scale.py --n 100000 --work seasonal_naive naive
     python benchmarks/bench_scale.py --n 10000 30000 100000 --work s4d_streaming --rounds 2   # neural, slope
     python benchmarks/bench_scale.py --n 100000 --work s4d_fit_memory --tree /tmp/old        # peak RSS of a fit
+    python benchmarks/bench_scale.py --n 1000 --work arima_statsmodels_only ets_statsmodels_only --tree /tmp/old \
+        --rounds 2     # ETS/ARIMA overhead: by subtraction of the bare statsmodels loop and by wrapped calls, CPU
 
 Prints one line per measurement (work, series, code, seconds, peak RSS; a work's own memory figures where it
 measures them) and the machine (CPU, cores, load); with several ``--n``, the log-log slope of each phase's seconds
@@ -137,28 +139,125 @@ WORK = {
     """,
     "ets_overhead": """
         # ssmcast's own cost around statsmodels: the time inside statsmodels' ETS calls (outermost ones, measured
-        # by wrapping them) subtracted from the whole fit + predict; "overhead" is the rest, per series
+        # by wrapping them) subtracted from the whole fit + predict; "overhead" is the rest, per series. Wall
+        # seconds as phases, the same in process CPU seconds (less sensitive to the other jobs' share of the
+        # cores) under "cpu". Statsmodels attributes computed lazily outside the wrapped calls count as overhead
+        # here: ets_statsmodels_only (the bare statsmodels loop) gives the other measure
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel, ETSResults
         from ssmcast.baselines import ETSForecaster as C
         inside = _wrap([(ETSModel, "__init__"), (ETSModel, "fit"), (ETSModel, "smooth"),
                         (ETSResults, "get_prediction"), (ETSResults, "forecast"), (ETSResults, "simulate")])
         est = C(horizon=24)
-        t = time.perf_counter(); est.fit(df); est.predict(quantiles=[0.1, 0.9]); total = time.perf_counter() - t
+        t, c = time.perf_counter(), time.process_time()
+        est.fit(df); out = est.predict(quantiles=[0.1, 0.9])
+        total, total_cpu = time.perf_counter() - t, time.process_time() - c
         seconds["statsmodels"] = inside[0]
         seconds["overhead"] = total - inside[0]
-        check = float(est.predict()["y_pred"].sum())
+        cpu.update(total=total_cpu, statsmodels=inside[1], overhead=total_cpu - inside[1])
+        check = float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+    """,
+    "ets_statsmodels_only": """
+        # overhead by subtraction: ETSForecaster() fit + predict(quantiles=[0.1, 0.9]) against the bare statsmodels
+        # loop a user writes for the same forecasts (ETS(A,N,N), the same estimates; the mean and the 10 %/90 %
+        # bounds, pred_int(alpha=0.2); a pandas endog, as statsmodels' exact intervals need), alternating in one
+        # process (_paired); ets_overhead's wrapped calls measured on the ssmcast runs as well
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel, ETSResults
+        from ssmcast.baselines import ETSForecaster as C
+        inside = _wrap([(ETSModel, "__init__"), (ETSModel, "fit"), (ETSModel, "smooth"),
+                        (ETSResults, "get_prediction"), (ETSResults, "forecast"), (ETSResults, "simulate")])
+        h = 24
+
+        def ssmcast_run(frame, values):
+            out = C(horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
+            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+
+        def bare_run(frame, values):
+            check = 0.0
+            for series in values:
+                res = ETSModel(pd.Series(series), error="add").fit(disp=False, maxiter=1000)
+                pred = res.get_prediction(start=len(series), end=len(series) + h - 1)
+                mean, bounds = pred.predicted_mean, pred.pred_int(alpha=0.2)
+                check += float(np.sum(mean) + np.sum(np.asarray(bounds)[:, 1]))
+            return check
+
+        check = _paired(ssmcast_run, bare_run, inside)
     """,
     "arima_overhead": """
+        # as ets_overhead. The wrapped calls are statsmodels' own computations: SARIMAX's constructor, the
+        # estimation (MLEModel.fit), the Kalman filter/smoother runs (MLEModel.filter/smooth, raw filters with
+        # return_ssm=True included) and statsmodels' forecasts (results' get_forecast/get_prediction)
         from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
         from statsmodels.tsa.statespace.sarimax import SARIMAX
         from ssmcast.baselines import ARIMAForecaster as C
         inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
                         (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
         est = C(order=(1, 1, 1), horizon=24)
-        t = time.perf_counter(); est.fit(df); est.predict(quantiles=[0.1, 0.9]); total = time.perf_counter() - t
+        t, c = time.perf_counter(), time.process_time()
+        est.fit(df); out = est.predict(quantiles=[0.1, 0.9])
+        total, total_cpu = time.perf_counter() - t, time.process_time() - c
         seconds["statsmodels"] = inside[0]
         seconds["overhead"] = total - inside[0]
-        check = float(est.predict()["y_pred"].sum())
+        cpu.update(total=total_cpu, statsmodels=inside[1], overhead=total_cpu - inside[1])
+        check = float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+    """,
+    "arima_statsmodels_only": """
+        # as ets_statsmodels_only for ARIMAForecaster(order=(1, 1, 1)); the bare loop: the same estimates (MLE on
+        # the differenced series with the scale concentrated out, lbfgs, 50 iterations), the undifferenced model
+        # filtered at them, statsmodels' forecast: the mean and the 10 %/90 % bounds (conf_int(alpha=0.2)); no
+        # parameter covariance (cov_type="none"), fit's own smoothed results
+        from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+        from ssmcast.baselines import ARIMAForecaster as C
+        inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
+                        (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
+        h = 24
+
+        def ssmcast_run(frame, values):
+            out = C(order=(1, 1, 1), horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
+            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+
+        def bare_run(frame, values):
+            check = 0.0
+            for series in values:
+                res = SARIMAX(series, order=(1, 1, 1), simple_differencing=True, concentrate_scale=True).fit(
+                    disp=False, method="lbfgs", maxiter=50, cov_type="none")
+                params = np.r_[res.params, res.scale]
+                forecast = SARIMAX(series, order=(1, 1, 1)).filter(params, cov_type="none").get_forecast(h)
+                mean, bounds = forecast.predicted_mean, forecast.conf_int(alpha=0.2)
+                check += float(np.sum(mean) + np.sum(bounds[:, 1]))
+            return check
+
+        check = _paired(ssmcast_run, bare_run, inside)
+    """,
+    "arima_statsmodels_calls": """
+        # ssmcast's own work by subtraction (this tree's code): ARIMAForecaster's fit + predict against a bare loop
+        # of only the statsmodels calls it makes itself, alternating in one process (_paired): the estimation
+        # (fit(return_params=True), then one filter at the estimates for the likelihood and the scale) and the
+        # undifferenced model's raw filter (filter(..., return_ssm=True)); no forecast step, since ssmcast computes
+        # the forecasts' mean and variance from that filter's last state. The rest (its forecast recursion, the
+        # statistics it reads, frames, batches) is ssmcast's. check_difference: not comparable here
+        from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+        from ssmcast.baselines import ARIMAForecaster as C
+        inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
+                        (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
+        h = 24
+
+        def ssmcast_run(frame, values):
+            out = C(order=(1, 1, 1), horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
+            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+
+        def bare_run(frame, values):
+            check = 0.0
+            for series in values:
+                model = SARIMAX(series, order=(1, 1, 1), simple_differencing=True, concentrate_scale=True)
+                res = model.filter(model.fit(disp=False, method="lbfgs", maxiter=50, return_params=True),
+                                   cov_type="none")
+                raw = SARIMAX(series, order=(1, 1, 1)).filter(np.r_[res.params, res.scale], return_ssm=True)
+                check += float(raw.predicted_state[0, -1])
+            return check
+
+        check = _paired(ssmcast_run, bare_run, inside)
     """,
     "ets": """
         from ssmcast.baselines import ETSForecaster as C
@@ -182,6 +281,8 @@ df = pd.DataFrame({{"unique_id": np.repeat([f"s{{i:07d}}" for i in range(n)], le
                    "y": y.ravel()}})
 seconds = {{}}
 memory = {{}}
+cpu = {{}}  # process CPU seconds of a work's phases, where it measures them
+per_series_ms = {{}}  # a work's derived figures, milliseconds a series
 
 
 def _rss_mb():  # resident memory now, MB
@@ -198,30 +299,72 @@ def _peak_mb():  # the high-water mark of resident memory since the last _reset_
             return int(line.split()[1]) / 1024
 
 
-def _wrap(methods):  # time spent inside the given methods (outermost calls only): a one-element list of seconds
+def _wrap(methods):  # time inside the given methods (outermost calls only): [wall seconds, process CPU seconds]
     import functools
-    spent, depth = [0.0], [0]
+    spent, depth = [0.0, 0.0], [0]
     for cls, name in methods:
         original = getattr(cls, name)
 
         @functools.wraps(original)
         def timed(*args, __original=original, **kwargs):
             depth[0] += 1
+            # both CPU-clock reads inside the wall interval: reading the process CPU clock is a system call, and on
+            # a loaded machine the scheduler often switches away right after it; read outside the interval, those
+            # waits fell outside the wrapped calls and inflated the wall "overhead" (10x at load 9 on 2 cores)
             start = time.perf_counter()
+            start_cpu = time.process_time()
             try:
                 return __original(*args, **kwargs)
             finally:
                 depth[0] -= 1
                 if depth[0] == 0:
+                    end_cpu = time.process_time()
                     spent[0] += time.perf_counter() - start
+                    spent[1] += end_cpu - start_cpu
         setattr(cls, name, timed)
     return spent
+
+
+def _paired(ssmcast_run, bare_run, inside, chunks=2):
+    # ssmcast's fit + predict and the bare statsmodels loop of the same series, alternating in one process: the
+    # panel cut into `chunks` sub-panels, each run by both (ssmcast first on even chunks, the bare loop first on
+    # odd ones: ABBA, a linear drift of the machine's load cancels). Sets the wall `seconds` and `cpu` of both, and
+    # `per_series_ms`: the overhead by subtraction (ssmcast minus bare) and by the wrapped calls (ssmcast minus
+    # the time inside `inside`'s statsmodels calls during ssmcast's runs), wall and CPU. Returns ssmcast's check
+    cut = np.linspace(0, n, chunks + 1).astype(int)
+    parts = [(df.iloc[a * length : b * length].reset_index(drop=True), y[a:b]) for a, b in zip(cut[:-1], cut[1:])]
+    wall, cpu_s, checks = ({{"ssmcast": 0.0, "bare": 0.0}} for _ in range(3))
+    inside_wall = inside_cpu = 0.0
+    for i, (frame, values) in enumerate(parts):
+        runs = [("ssmcast", ssmcast_run), ("bare", bare_run)]
+        for name, fn in runs if i % 2 == 0 else runs[::-1]:
+            before = list(inside)
+            t = time.perf_counter()
+            c = time.process_time()
+            checks[name] += fn(frame, values)
+            c = time.process_time() - c
+            wall[name] += time.perf_counter() - t
+            cpu_s[name] += c
+            if name == "ssmcast":
+                inside_wall += inside[0] - before[0]
+                inside_cpu += inside[1] - before[1]
+    seconds.update(ssmcast=wall["ssmcast"], statsmodels_only=wall["bare"])
+    cpu.update(ssmcast=cpu_s["ssmcast"], statsmodels_only=cpu_s["bare"], ssmcast_inside_statsmodels=inside_cpu)
+    per_series_ms.update({{
+        "subtracted_wall": 1000 * (wall["ssmcast"] - wall["bare"]) / n,
+        "subtracted_cpu": 1000 * (cpu_s["ssmcast"] - cpu_s["bare"]) / n,
+        "wrapped_wall": 1000 * (wall["ssmcast"] - inside_wall) / n,
+        "wrapped_cpu": 1000 * (cpu_s["ssmcast"] - inside_cpu) / n,
+        "check_difference": abs(checks["ssmcast"] - checks["bare"]),
+    }})
+    return checks["ssmcast"]
 
 
 {work}
 import ssmcast, json
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": seconds, "check": check, "peak_mb": peak_mb, "memory": memory,
+print(json.dumps({{"seconds": seconds, "check": check, "peak_mb": peak_mb, "memory": memory, "cpu": cpu,
+                  "per_series_ms": per_series_ms,
                   "ssmcast": ssmcast.__file__}}))
 """
 
@@ -276,6 +419,13 @@ def main() -> None:
                 if out.get("memory"):
                     shown = ", ".join(f"{k} {v:.2f}" for k, v in out["memory"].items())
                     print(f"{work} | {n} | {label} | memory: {shown}", flush=True)
+                if out.get("cpu"):
+                    shown = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu"].items())
+                    per = ", ".join(f"{k} {1000 * v / n:.3f}" for k, v in out["cpu"].items())
+                    print(f"{work} | {n} | {label} | CPU s: {shown} | CPU ms a series: {per}", flush=True)
+                if out.get("per_series_ms"):
+                    shown = ", ".join(f"{k} {v:.3f}" for k, v in out["per_series_ms"].items())
+                    print(f"{work} | {n} | {label} | ms a series: {shown}", flush=True)
             if len(totals) == 2 and totals["this"] > 0:
                 print(f"{work} | {n} | ratio other/this | {totals['other'] / totals['this']:.1f}x", flush=True)
     for (work, label, phase), by_n in timings.items():  # growth with the number of series: log-log slope

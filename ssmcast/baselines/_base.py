@@ -9,6 +9,7 @@ start where the fitted series started (``predict(df=...)`` windows, other series
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ssmcast.data.frames import future_timestamps, infer_freq, validate
 from ssmcast.forecasting import check_quantiles, forecast_frame, season_length_from_freq
@@ -83,31 +84,57 @@ def _check_int(value, name: str, *, minimum: int, allow_none: bool = False) -> N
         raise ValueError(f"{name} must be an integer >= {minimum}{none}; got {value!r}")
 
 
+_CONTROLLER: list = [None, -1]  # a ThreadpoolController and len(sys.modules) when it was made
+
+
+def _one_blas_thread():
+    """``threadpool_limits(limits=1, user_api="blas")`` from a cached controller: building one scans every loaded
+    shared library (~10 ms with torch loaded), which was paid once a task; it is rebuilt when modules were imported
+    since (a BLAS loaded later is then found)."""
+    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+def _messages(caught: list) -> list[str]:
+    return [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def _fit_one(estimator, uid: str, y: np.ndarray, m: int) -> tuple[str, SeriesFit]:
+    try:
+        fit = estimator._fit_series(y, m)
+    except Exception as err:  # noqa: BLE001 - any failure of one series must not crash the batch
+        fit = estimator._fallback(y, m, f"{type(err).__name__}: {err}")
+    return uid, fit
+
+
 def _fit_task(estimator, uid: str, y: np.ndarray, m: int) -> tuple[str, SeriesFit, list[str]]:
     """Fit one series (in a worker): the model, else its fallback. Warnings are recorded, not raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            fit = estimator._fit_series(y, m)
-        except Exception as err:  # noqa: BLE001 - any failure of one series must not crash the batch
-            fit = estimator._fallback(y, m, f"{type(err).__name__}: {err}")
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
-    return uid, fit, messages
+        uid, fit = _fit_one(estimator, uid, y, m)
+    return uid, fit, _messages(caught)
 
 
 def _fit_batch(estimator, batch: list, m: int) -> list[tuple[str, SeriesFit, list[str]]]:
     """Fit a batch of series ``[(uid, y), ...]`` in one task: the per-task costs (joblib's dispatch, the BLAS
-    thread limit) are paid once a batch, not once a series (they were most of a naive forecaster's fit)."""
+    thread limit, the warnings' recorder) are paid once a batch, not once a series (they were most of a naive
+    forecaster's fit); each series gets the warnings raised while it was fitted, as :func:`_fit_task` gives."""
     # one BLAS thread: the matrices are tiny and multithreaded OpenBLAS is up to 8x slower on them;
     # parallelism comes from n_jobs over series
-    with threadpool_limits(limits=1, user_api="blas"):
-        return [_fit_task(estimator, uid, y, m) for uid, y in batch]
+    out = []
+    with _one_blas_thread(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for uid, y in batch:
+            out.append((*_fit_one(estimator, uid, y, m), _messages(caught)))
+            caught.clear()
+    return out
 
 
 def _forecast_batch(estimator, batch: list, h: int, levels: list[float]) -> list:
     """Forecasts of a batch ``[(fit, y, new_history), ...]`` in one task (see :func:`_fit_batch`)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        return [estimator._forecast(fit, y, h, levels, new) for fit, y, new in batch]
+    with _one_blas_thread():
+        return estimator._forecast_many(batch, h, levels)
 
 
 def _batches(items: list, n_jobs) -> list[list]:
@@ -123,7 +150,7 @@ def _windows_task(estimator, fit: SeriesFit, windows: np.ndarray, h: int, affine
     then checked against the direct forecast of another history (a map that fails the check, or cannot be
     computed, is not used: ``False`` is returned instead).
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         n, L = windows.shape
         direct = lambda y: estimator._forecast(fit, y, h, [], True)[0]  # noqa: E731
         if affine_map is None and build_map:
@@ -213,6 +240,11 @@ class BaselineForecaster(BaseEstimator):
         if fit.method == "naive2":
             return naive2_forecast(y, fit.season_length, h, levels)
         raise ValueError(f"unknown method {fit.method!r}")
+
+    def _forecast_many(self, batch: list, h: int, levels: list[float]) -> list:
+        """``[(mean, {q: values}), ...]`` for a batch ``[(fit, y, new_history), ...]``; a subclass may share work
+        between a batch's series (ARIMA: one vectorised forecast recursion)."""
+        return [self._forecast(fit, y, h, levels, new) for fit, y, new in batch]
 
     def _check_common(self) -> None:
         _check_int(self.season_length, "season_length", minimum=1, allow_none=True)

@@ -6,6 +6,12 @@ the likelihood of the differenced series, so this is the same MLE with ``d + m D
 times faster for m = 24). The estimates are then put into the undifferenced model, which is what is
 filtered, forecast and re-filtered on new histories (``SARIMAX(...).filter(params)``, the operation
 behind statsmodels' ``results.apply``).
+
+Forecasts need the mean and the variance of each step only: the filter's raw output (``filter(params,
+return_ssm=True)``: no results object, no parameter covariance) gives the last predicted state and its
+covariance, and for a time-invariant model (no time trend or drift) the remaining steps are the Kalman filter's
+prediction step over missing observations, the recursion statsmodels' ``get_forecast`` runs, done here for a
+batch of series at once (:func:`state_space_forecasts`).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import numpy as np
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from ._base import BaselineForecaster, SeriesFit
+from .simple import normal_quantile
 
-__all__ = ["ARIMAForecaster", "arima_name", "fit_sarimax"]
+__all__ = ["ARIMAForecaster", "arima_name", "fit_sarimax", "state_space_forecasts"]
 
 _TRENDS = (None, "n", "c", "t", "ct")
 
@@ -35,10 +42,13 @@ def arima_name(order, seasonal_order, trend) -> str:
 
 
 def fit_sarimax(y: np.ndarray, order, seasonal_order, trend=None, *, method: str = "lbfgs", maxiter: int = 50,
-                enforce_stationarity: bool = True, enforce_invertibility: bool = True):
+                enforce_stationarity: bool = True, enforce_invertibility: bool = True, smooth: bool = True):
     """MLE of one SARIMAX model. Returns ``(spec, params, param_names, estimation_results)``.
 
     ``spec`` builds the undifferenced model (``SARIMAX(y, **spec)``); ``params`` includes ``sigma2`` last.
+    ``smooth=False``: the results are those of the Kalman filter at the estimates (the same parameters,
+    likelihood and information criteria; no smoothed states, which the forecasters never read), as
+    ``statsmodels`` ``fit(return_params=True)`` then ``filter``; ``smooth=True`` is ``fit``'s own smoothed results.
     Raises ``RuntimeError`` when the optimum is not finite.
     """
     spec = dict(order=tuple(order), seasonal_order=tuple(seasonal_order), trend=trend,
@@ -46,13 +56,18 @@ def fit_sarimax(y: np.ndarray, order, seasonal_order, trend=None, *, method: str
     differenced = trend in (None, "n", "c")  # a time trend would be re-indexed by the differencing
     model = SARIMAX(y, simple_differencing=differenced, concentrate_scale=True, **spec)
     if model.k_params == 0:  # e.g. a random walk: nothing to estimate once the scale is concentrated out
-        results = model.filter(np.zeros(0))
-    else:
+        results = model.filter(np.zeros(0), **({} if smooth else {"cov_type": "none"}))
+    elif smooth:
         results = model.fit(disp=False, method=method, maxiter=maxiter, cov_type="none")
+    else:  # the optimum's parameters, then one filter (fit's own path smooths as well)
+        estimates = model.fit(disp=False, method=method, maxiter=maxiter, return_params=True)
+        results = model.filter(estimates, cov_type="none")
     params = np.r_[results.params, results.scale]
     if not (np.isfinite(results.llf) and np.all(np.isfinite(params))):
         raise RuntimeError(f"non-finite likelihood or parameters (llf={results.llf})")
-    return spec, params, [*model.param_names, "sigma2"], results
+    # the names the filter stored (model.param_names rebuilds them from the lag polynomials on every read)
+    names = results.model.data.param_names
+    return spec, params, [*(model.param_names if names is None else names), "sigma2"], results
 
 
 def _stats(results) -> dict:
@@ -134,7 +149,8 @@ class ARIMAForecaster(BaselineForecaster):
                              f"for {n_params} parameters")
         spec, params, names, results = fit_sarimax(
             y, order, seasonal, self.trend, method=self.method, maxiter=self.maxiter,
-            enforce_stationarity=self.enforce_stationarity, enforce_invertibility=self.enforce_invertibility)
+            enforce_stationarity=self.enforce_stationarity, enforce_invertibility=self.enforce_invertibility,
+            smooth=False)
         return SeriesFit(name=arima_name(order, seasonal, self.trend), spec=spec, params=params,
                          param_names=names, season_length=m, stats=_stats(results))
 
@@ -143,6 +159,80 @@ class ARIMAForecaster(BaselineForecaster):
 
     def _is_linear(self, fit: SeriesFit) -> bool:
         return True
+
+    def _forecast(self, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float], new_history: bool = False):
+        return sarimax_forecast_many(self, [(fit, y, new_history)], h, levels)[0]
+
+    def _forecast_many(self, batch: list, h: int, levels: list[float]) -> list:
+        return sarimax_forecast_many(self, batch, h, levels)
+
+
+def sarimax_forecast_many(estimator, batch: list, h: int, levels: list[float]) -> list:
+    """``BaselineForecaster._forecast_many`` of the SARIMAX forecasters: each series' model filtered once
+    (raw filter output), the forecasts of the time-invariant ones from one batched recursion
+    (:func:`state_space_forecasts`); a time-varying model (a trend) forecasts through statsmodels'
+    ``get_forecast``, as the base class does."""
+    out: list = [None] * len(batch)
+    filtered, rows = [], []
+    for i, (fit, y, new) in enumerate(batch):
+        if fit.method != "model":
+            out[i] = BaselineForecaster._forecast(estimator, fit, y, h, levels, new)
+            continue
+        raw = None
+        if fit.spec.get("trend") in (None, "n"):
+            raw = SARIMAX(y, **fit.spec).filter(fit.params, return_ssm=True)
+        if raw is None or not raw.time_invariant or raw.filter_concentrated:
+            # statsmodels' forecast (no parameter covariance: forecasts do not use it)
+            results = SARIMAX(y, **fit.spec).filter(fit.params, cov_type="none")
+            out[i] = estimator._model_forecast(results, h, levels)
+            continue
+        filtered.append(raw)
+        rows.append(i)
+    if filtered:
+        mean, variance = state_space_forecasts(filtered, h)
+        se = np.sqrt(variance)
+        bounds = {q: mean + se * normal_quantile(q) for q in levels}
+        for j, i in enumerate(rows):
+            out[i] = (mean[j], {q: values[j] for q, values in bounds.items()})
+    return out
+
+
+def state_space_forecasts(filtered: list, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means and variances ``(n, h)`` of the ``h`` forecasts after the sample of ``n`` statsmodels Kalman filter
+    outputs (``FilterResults`` of time-invariant univariate models, scale not concentrated).
+
+    From each filter's last predicted state ``a`` and covariance ``P`` (of the first step after the sample), step
+    after step: mean ``Z a + d``, variance ``Z P Z' + H``, then ``a <- T a + c``, ``P <- T P T' + R Q R'``
+    (symmetrised), the prediction step of statsmodels' filter over the missing observations of the forecast
+    period (``get_forecast``: ``predicted_mean``, ``se_mean ** 2``). Models of different state dimensions are
+    grouped; each group is one array recursion.
+    """
+    mean = np.empty((len(filtered), h))
+    variance = np.empty((len(filtered), h))
+    groups: dict[int, list[int]] = {}
+    for i, raw in enumerate(filtered):
+        groups.setdefault(raw.k_states, []).append(i)
+    for index in groups.values():
+        group = [filtered[i] for i in index]
+        a = np.stack([raw.predicted_state[:, -1] for raw in group])  # (b, k)
+        P = np.stack([raw.predicted_state_cov[:, :, -1] for raw in group])  # (b, k, k)
+        T = np.stack([raw.transition[:, :, 0] for raw in group])
+        c = np.stack([raw.state_intercept[:, 0] for raw in group])
+        Z = np.stack([raw.design[0, :, 0] for raw in group])  # (b, k)
+        d = np.array([raw.obs_intercept[0, 0] for raw in group])
+        H = np.array([raw.obs_cov[0, 0, 0] for raw in group])
+        R = np.stack([raw.selection[:, :, 0] for raw in group])
+        Q = np.stack([raw.state_cov[:, :, 0] for raw in group])
+        RQR = R @ Q @ R.transpose(0, 2, 1)
+        Tt = T.transpose(0, 2, 1)
+        for step in range(h):
+            mean[index, step] = np.einsum("bk,bk->b", Z, a) + d
+            variance[index, step] = np.einsum("bk,bkl,bl->b", Z, P, Z) + H
+            if step + 1 < h:
+                a = np.einsum("bkl,bl->bk", T, a) + c
+                P = T @ P @ Tt + RQR
+                P = (P + P.transpose(0, 2, 1)) / 2
+    return mean, variance
 
 
 def _check_orders(value, name: str, lengths: tuple[int, ...]) -> None:

@@ -40,7 +40,7 @@ from statsmodels.tsa.statespace.sarimax import SARIMAX
 from statsmodels.tsa.stattools import kpss
 
 from ._base import BaselineForecaster, SeriesFit
-from .arima import _stats, arima_name, fit_sarimax
+from .arima import _stats, arima_name, fit_sarimax, sarimax_forecast_many
 from .css import fit_css
 
 __all__ = ["AutoARIMAForecaster", "ndiffs", "nsdiffs", "seasonal_strength"]
@@ -257,6 +257,12 @@ class AutoARIMAForecaster(BaselineForecaster):
 
     def _filter(self, fit: SeriesFit, y: np.ndarray, new_history: bool = False):
         return SARIMAX(y, **fit.spec).filter(fit.params)
+
+    def _forecast(self, fit: SeriesFit, y: np.ndarray, h: int, levels: list[float], new_history: bool = False):
+        return sarimax_forecast_many(self, [(fit, y, new_history)], h, levels)[0]
+
+    def _forecast_many(self, batch: list, h: int, levels: list[float]) -> list:
+        return sarimax_forecast_many(self, batch, h, levels)
 
     def _is_linear(self, fit: SeriesFit) -> bool:
         return True

@@ -18,7 +18,6 @@ from itertools import product
 from numbers import Integral
 
 import numpy as np
-import pandas as pd
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 from ._base import BaselineForecaster, SeriesFit
@@ -173,23 +172,19 @@ class ETSForecaster(BaselineForecaster):
         return self._additive_components(fit) and (fit.spec["error"] == "add" or self.use_initial_values)
 
     def _model_forecast(self, results, h: int, levels: list[float]):
-        n = results.model.nobs
         mean = np.asarray(results.forecast(h), dtype=float)
         if not levels:
             return mean, {}
         if results.model.short_name in _EXACT:
-            # statsmodels' exact intervals need a pandas endog (its numpy path breaks on pandas 3)
-            pandas_results = ETSModel(pd.Series(results.model.endog), **_spec_of(results.model)).smooth(
-                results.params)
-            variance = np.asarray(pandas_results.get_prediction(start=n, end=n + h - 1).forecast_variance)
+            # statsmodels' exact forecast variance of the h steps after the sample, as its get_prediction(start=n,
+            # end=n + h - 1) computes it (mse times the relative variance of steps 1..h), from these results: its
+            # get_prediction needs a pandas endog (its numpy path breaks on pandas 3), and a second model on one,
+            # smoothed again, cost more than the rest of a forecast (issue #36)
+            variance = np.asarray(results.mse * results._relative_forecast_variance(np.arange(1.0, h + 1)),
+                                  dtype=float)
             se = np.sqrt(variance)
             return mean, {q: mean + se * normal_quantile(q) for q in levels}
         rng = np.random.default_rng(self.random_state)
         paths = results.simulate(h, anchor="end", repetitions=self.simulate_repetitions, rng=rng)  # (h, R)
         paths = np.asarray(paths, dtype=float).reshape(h, -1)
         return mean, {q: np.quantile(paths, q, axis=1) for q in levels}
-
-
-def _spec_of(model: ETSModel) -> dict:
-    return dict(error=model.error, trend=model.trend, damped_trend=model.damped_trend, seasonal=model.seasonal,
-                seasonal_periods=model.seasonal_periods if model.seasonal else None)
