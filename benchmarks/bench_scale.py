@@ -35,6 +35,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# what the two paired ARIMA works share: statsmodels' calls wrapped, and the ssmcast side of the pair
+_ARIMA_PAIRED = """\
+        from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+        from ssmcast.baselines import ARIMAForecaster as C
+        inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
+                        (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
+        h = 24
+
+        def ssmcast_run(frame, values):
+            out = C(order=(1, 1, 1), horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
+            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
+"""
+
 WORK = {
     # name: code run after `df` (the panel) exists; it sets `seconds` (a dict of timed phases)
     "seasonal_naive": """
@@ -205,17 +219,7 @@ WORK = {
         # the differenced series with the scale concentrated out, lbfgs, 50 iterations), the undifferenced model
         # filtered at them, statsmodels' forecast: the mean and the 10 %/90 % bounds (conf_int(alpha=0.2)); no
         # parameter covariance (cov_type="none"), fit's own smoothed results
-        from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
-        from statsmodels.tsa.statespace.sarimax import SARIMAX
-        from ssmcast.baselines import ARIMAForecaster as C
-        inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
-                        (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
-        h = 24
-
-        def ssmcast_run(frame, values):
-            out = C(order=(1, 1, 1), horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
-            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
-
+""" + _ARIMA_PAIRED + """
         def bare_run(frame, values):
             check = 0.0
             for series in values:
@@ -236,17 +240,7 @@ WORK = {
         # undifferenced model's raw filter (filter(..., return_ssm=True)); no forecast step, since ssmcast computes
         # the forecasts' mean and variance from that filter's last state. The rest (its forecast recursion, the
         # statistics it reads, frames, batches) is ssmcast's. check_difference: not comparable here
-        from statsmodels.tsa.statespace.mlemodel import MLEModel, MLEResults
-        from statsmodels.tsa.statespace.sarimax import SARIMAX
-        from ssmcast.baselines import ARIMAForecaster as C
-        inside = _wrap([(SARIMAX, "__init__"), (MLEModel, "fit"), (MLEModel, "filter"), (MLEModel, "smooth"),
-                        (MLEResults, "get_forecast"), (MLEResults, "get_prediction")])
-        h = 24
-
-        def ssmcast_run(frame, values):
-            out = C(order=(1, 1, 1), horizon=h).fit(frame).predict(quantiles=[0.1, 0.9])
-            return float(out["y_pred"].sum() + out["y_pred_q0.9"].sum())
-
+""" + _ARIMA_PAIRED + """
         def bare_run(frame, values):
             check = 0.0
             for series in values:

@@ -258,10 +258,11 @@ class Streaming:
         """
         check_is_fitted(self, "net_")
         frame = self._validate_frame(df_new, "df_new")
-        unknown = sorted(u for u in _ids_at(frame, _bounds(frame)[0]) if u not in self.unit_of_)
+        ids = _ids_at(frame, _bounds(frame)[0])  # validated: sorted by id, each series' first row names it
+        unknown = sorted(u for u in ids if u not in self.unit_of_)
         if unknown:
             raise ValueError(f"unknown unique_id(s) {unknown[:5]} in df_new")
-        elsewhere = [u for u in _ids_at(frame, _bounds(frame)[0]) if self.unit_of_[u] not in self.history_]
+        elsewhere = [u for u in ids if self.unit_of_[u] not in self.history_]
         if elsewhere:
             raise ValueError(
                 f"series {elsewhere[:5]} were fitted by another rank of a sharded fit: this model holds the histories "
