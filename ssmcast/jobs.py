@@ -257,6 +257,20 @@ def _choice(group: str, default: str) -> str:
         return default
 
 
+def _command_line(command: str) -> str:
+    """The shell command that reproduces the run (``ssmcast train experiment=ltsf_etth1_96 model=s4d ...``; a
+    --multirun job's own values), for the MLflow UI; "" outside a Hydra app (``main_job``'s compose API)."""
+    import shlex
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return ""
+    return shlex.join(["ssmcast", command, *(word for word in task if not word.startswith("command="))])[:5000]
+
+
 def _season(cfg, frame: pd.DataFrame) -> int:
     if cfg.data.get("season_length"):
         return int(cfg.data.season_length)
@@ -305,6 +319,7 @@ def _tracker(cfg, out: Path, resolved: dict, run_name: str, frame: pd.DataFrame 
         **(data_tags or {}),
         "device": device_name(),
         "output_dir": str(out.resolve()),
+        **({"ssmcast.command_line": line} if (line := _command_line(cfg.command)) else {}),
     }
     tracker = RunTracker(resolved["tracking"], out, run_name, tags, parent_run_id=os.environ.get(PARENT_ENV))
     tracker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import warnings
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def test_a_cli_training_is_fully_tracked_on_a_real_server(mlflow_server, tmp_pat
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1]  # epoch metrics
     assert tags["dataset"] == "tiny" and len(tags["dataset.sha256"]) == 64 and tags["device"].startswith("cpu")
     assert tags["git_commit"]
+    assert tags["ssmcast.command_line"] == shlex.join(["ssmcast", "train", *args])  # what reproduces the run
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "leaderboard.csv", "forecasts.csv", "metrics.json", "figures"} <= artifacts
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
