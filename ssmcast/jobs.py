@@ -364,8 +364,10 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
     failed, error = True, None
     try:
         results = {}
+        benchmark = _naive2_holdout(frame, cfg) if "owa" in metrics and not ltsf else None
         for name, est in models.items():
-            results[name] = _evaluate(est, name, frame, cfg, resolved, ltsf, None if name == model_name else name)
+            results[name] = _evaluate(est, name, frame, cfg, resolved, ltsf, None if name == model_name else name,
+                                      benchmark)
         table = pd.DataFrame([{"model": n, **r["metrics"], "fit_time_s": r["fit_time_s"]} for n, r in results.items()])
         key = "mse" if ltsf else metrics[0]
         table = table.sort_values(key, kind="stable").reset_index(drop=True)
@@ -404,16 +406,28 @@ def train(cfg, out: Path, resolved: dict) -> float | None:
         tracker.finish(failed=failed, error=error)
 
 
-def _evaluate(est, name: str, frame: pd.DataFrame, cfg, resolved: dict, ltsf: bool, prefix: str | None) -> dict:
+def _evaluate(est, name: str, frame: pd.DataFrame, cfg, resolved: dict, ltsf: bool, prefix: str | None,
+              benchmark: pd.DataFrame | None = None) -> dict:
     from ssmcast.tracking import metric_prefix
 
     with metric_prefix(prefix or ""):
         if ltsf:
             return _evaluate_ltsf(est, cfg, resolved)
-        return _evaluate_holdout(est, frame, cfg)
+        return _evaluate_holdout(est, frame, cfg, benchmark)
 
 
-def _evaluate_holdout(est, frame: pd.DataFrame, cfg) -> dict:
+def _naive2_holdout(frame: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Naive2's forecasts of the test part (fitted on the training part, as the M4 benchmark): what ``owa`` in
+    ``train``'s metrics is relative to, computed once for the model and its baselines."""
+    from ssmcast.baselines import Naive2Forecaster
+
+    train_df, _ = holdout_split(frame, int(cfg.horizon))
+    forecast = Naive2Forecaster(season_length=_season(cfg, frame)).fit(train_df).predict(h=int(cfg.horizon))
+    forecast.insert(0, "cutoff", forecast["unique_id"].map(train_df.groupby("unique_id")["ds"].max()))
+    return forecast
+
+
+def _evaluate_holdout(est, frame: pd.DataFrame, cfg, benchmark: pd.DataFrame | None = None) -> dict:
     from ssmcast.evaluation import score
 
     horizon = int(cfg.horizon)
@@ -430,9 +444,9 @@ def _evaluate_holdout(est, frame: pd.DataFrame, cfg) -> dict:
     cutoffs = train_df.groupby("unique_id")["ds"].max()
     joined.insert(0, "cutoff", joined["unique_id"].map(cutoffs))
     metrics = [str(m) for m in cfg.metrics]
-    if "owa" in metrics:
-        metrics.remove("owa")  # needs Naive2 forecasts: use compare with naive2
-    table = score(joined, metrics=metrics, train=train_df, season_length=_season(cfg, frame))
+    if "owa" in metrics and benchmark is None:
+        metrics.remove("owa")  # a DDP worker rank scores nothing
+    table = score(joined, metrics=metrics, train=train_df, season_length=_season(cfg, frame), benchmark=benchmark)
     overall = table.loc[table["unique_id"] == "__overall__"].iloc[0]
     values = {c: float(overall[c]) for c in table.columns if c != "unique_id"}
     return {"metrics": values, "fit_time_s": fit_time, "forecast": joined, "history": train_df,

@@ -284,6 +284,28 @@ def test_ui_serves_the_store_on_localhost(tmp_path):
         proc.stdout.close()
 
 
+def test_train_scores_owa_against_naive2_as_compare_does(tmp_path):
+    """``train experiment=m4_hourly`` reports OWA (Naive2 fitted on the same training part), equal to compare's."""
+    csv = tiny_csv(tmp_path)
+    common = [*csv_data(csv), *TINY_RUN, "metrics=[smape,mase,owa]", "tracking=none"]
+    out = run_cli(["train", *run_dir([*common, "model=naive", "baselines=[naive2,seasonal_naive]"], tmp_path / "t")],
+                  tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = pd.read_csv(tmp_path / "t" / "leaderboard.csv").set_index("model")
+    assert trained.loc["naive2", "owa"] == pytest.approx(1.0)
+    b = trained.loc["naive2"]
+    for name in ("naive", "seasonal_naive"):  # the M4 formula on the printed sMAPE and MASE
+        row = trained.loc[name]
+        assert row["owa"] == pytest.approx(0.5 * (row["smape"] / b["smape"] + row["mase"] / b["mase"]))
+        assert row["owa"] != pytest.approx(1.0)
+    out = run_cli(["compare", *run_dir([*common, "models=[naive,seasonal_naive]", "n_windows=1"], tmp_path / "c")],
+                  tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    compared = pd.read_csv(tmp_path / "c" / "leaderboard.csv").set_index("model")
+    for name in ("naive", "seasonal_naive"):
+        assert compared.loc[name, "owa"] == pytest.approx(trained.loc[name, "owa"], rel=1e-9)
+
+
 def test_compare_scores_owa_against_naive2_on_the_same_windows(tmp_path):
     """The m4_hourly experiment's metrics: OWA needs Naive2's forecasts, which the job computes once."""
     csv = tiny_csv(tmp_path)
