@@ -13,6 +13,7 @@ Heavy libraries (torch, lightning, mlflow) are imported inside the jobs, so ``--
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,10 @@ def run_hydra(command: str, args: list[str]) -> int:
     try:
         app()
     except SystemExit as stop:
+        if _stopped_by_sigterm(stop):
+            print("ssmcast: error: the run was stopped by SIGTERM before it finished; its run folder keeps what it "
+                  "wrote (error.txt) and its MLflow run is marked FAILED", file=sys.stderr)
+            return 128 + signal.SIGTERM
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         sys.argv = old
@@ -150,6 +155,13 @@ def run_hydra(command: str, args: list[str]) -> int:
 
 
 UNTRACKED_EXIT = 3  # the run's work is done and on disk, but the tracking store did not get it
+
+
+def _stopped_by_sigterm(stop: SystemExit) -> bool:
+    """Lightning turns SIGTERM during a fit into ``SIGTERMException``, a ``SystemExit`` without a code, which would
+    exit 0: a stopped run must not look like a finished one to a scheduler or a shell."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(stop, exceptions.SIGTERMException)
 
 
 def sync(args: list[str]) -> int:

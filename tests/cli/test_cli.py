@@ -317,3 +317,35 @@ def test_compare_scores_owa_against_naive2_on_the_same_windows(tmp_path):
     assert board["error"].isna().all() or (board["error"].fillna("") == "").all(), board["error"]
     assert board.loc["naive2", "owa"] == pytest.approx(1.0)
     assert board.loc["naive", "owa"] > 0 and board.loc["naive", "owa"] != pytest.approx(1.0)
+
+
+def test_a_training_stopped_by_sigterm_exits_non_zero_and_is_marked_failed(tmp_path):
+    """Lightning turns SIGTERM into a SystemExit without a code: the run must exit 143, not 0 (as if it finished)."""
+    import os
+    import signal
+
+    csv = tiny_csv(tmp_path)
+    args = ["model=mamba", *csv_data(csv), *TINY_RUN, *tiny_model("MambaConfig"), "baselines=[]", "tracking=none",
+            "trainer.max_epochs=100000", "++model.early_stopping_patience=null"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
+    proc = subprocess.Popen([sys.executable, "-m", "ssmcast.cli", "train", *run_dir(args, tmp_path / "run")],
+                            cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        epochs = tmp_path / "run" / "epochs"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:  # training has logged an epoch: it is in fit
+            if any(len(f.read_text().splitlines()) > 2 for f in epochs.rglob("metrics.csv")):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "stopped by SIGTERM" in err
+    assert "SIGTERM" in (tmp_path / "run" / "error.txt").read_text()
+    assert not (tmp_path / "run" / "leaderboard.csv").exists()
