@@ -1,22 +1,15 @@
 """benchmarks/accuracy_table.py: the accuracy grid read back from MLflow runs (grouping by recipe and cell, the
 latest run of each seed, mean ± std over seeds, smoke runs and other commands left out)."""
 
-import importlib.util
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_table.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("accuracy_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("accuracy_table")
 
 
 def run(line, mse, mae, fit, start, quick="False", output_dir="/nonexistent"):

@@ -1,22 +1,15 @@
 """Smoke tests of benchmarks/bench_complexity.py (issue #34): the slope fit, the budgets, matched widths, and a
 tiny run of the whole script (in process, plus one point in a child process) with its output structure."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_complexity.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_complexity", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_complexity")
 
 
 def test_loglog_slope_is_exact_on_power_laws(bench):

@@ -1,18 +1,10 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "selective_copying.py"
-
 
 @pytest.fixture(scope="module")
-def selective_copying():
-    spec = importlib.util.spec_from_file_location("selective_copying_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def selective_copying(load_benchmark):
+    return load_benchmark("selective_copying")
 
 
 def test_make_batch_layout(selective_copying):
