@@ -423,6 +423,12 @@ def _naive2_holdout(frame: pd.DataFrame, cfg) -> pd.DataFrame:
 
     train_df, _ = holdout_split(frame, int(cfg.horizon))
     forecast = Naive2Forecaster(season_length=_season(cfg, frame)).fit(train_df).predict(h=int(cfg.horizon))
+    return _with_cutoff(forecast, train_df)
+
+
+def _with_cutoff(forecast: pd.DataFrame, train_df: pd.DataFrame) -> pd.DataFrame:
+    """``forecast`` with a first ``cutoff`` column: each series' last training time stamp (what ``score`` groups
+    the forecasts of one window by)."""
     forecast.insert(0, "cutoff", forecast["unique_id"].map(train_df.groupby("unique_id")["ds"].max()))
     return forecast
 
@@ -440,9 +446,8 @@ def _evaluate_holdout(est, frame: pd.DataFrame, cfg, benchmark: pd.DataFrame | N
     if cfg.get("quantiles"):
         kwargs["quantiles"] = list(cfg.quantiles)
     forecast = est.predict(**kwargs)
-    joined = test_df[["unique_id", "ds", "y"]].merge(forecast, on=["unique_id", "ds"], how="left")
-    cutoffs = train_df.groupby("unique_id")["ds"].max()
-    joined.insert(0, "cutoff", joined["unique_id"].map(cutoffs))
+    joined = _with_cutoff(test_df[["unique_id", "ds", "y"]].merge(forecast, on=["unique_id", "ds"], how="left"),
+                          train_df)
     metrics = [str(m) for m in cfg.metrics]
     if "owa" in metrics and benchmark is None:
         metrics.remove("owa")  # a DDP worker rank scores nothing
